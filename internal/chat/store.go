@@ -1,0 +1,63 @@
+package chat
+
+import "context"
+
+// Store keeps conversations, messages and the built-in directory's users.
+//
+// Object-level authorization lives here, in the shape of the interface:
+// every method that reads or changes a conversation or a message takes the
+// id of the user acting (owner) and only ever sees that user's objects.
+// Another user's object behaves exactly like a missing one (ErrNotFound, or
+// absent from a batch), so no caller can forget the check.
+//
+// Limits and validation of user input (title length, page sizes) belong to
+// the caller; a Store checks only what the database enforces.
+// Implementations are safe for concurrent use.
+type Store interface {
+	// UpsertUser creates or updates a user of the built-in directory.
+	UpsertUser(ctx context.Context, u *User) error
+	// UsersByID returns the built-in directory's users with the given ids,
+	// in any order; unknown ids are absent.
+	UsersByID(ctx context.Context, ids []string) ([]*User, error)
+
+	// CreateConversation stores c. The store fills in an empty ID and zero
+	// CreatedAt/UpdatedAt (with Now). c.OwnerID must be set.
+	CreateConversation(ctx context.Context, c *Conversation) error
+	// ConversationsByID returns owner's conversations among ids, in any
+	// order; ids that are missing or not owner's are absent.
+	ConversationsByID(ctx context.Context, owner string, ids []string) ([]*Conversation, error)
+	// ListConversations returns a page of owner's conversations, most
+	// recently updated first (ties broken by id, descending).
+	ListConversations(ctx context.Context, owner string, p Page) (*ConversationPage, error)
+	// CountConversations returns how many conversations owner has.
+	CountConversations(ctx context.Context, owner string) (int, error)
+	// RenameConversation sets the title of owner's conversation id and
+	// bumps its UpdatedAt; ErrNotFound if there is no such conversation.
+	RenameConversation(ctx context.Context, owner, id, title string) (*Conversation, error)
+	// DeleteConversation removes owner's conversation id with all its
+	// messages; ErrNotFound if there is no such conversation.
+	DeleteConversation(ctx context.Context, owner, id string) error
+
+	// AddMessages stores msgs, all in owner's conversation
+	// msgs[0].ConversationID, in one transaction, and bumps the
+	// conversation's UpdatedAt. The store fills in empty IDs and zero
+	// CreatedAt. ErrNotFound if the conversation is not owner's.
+	AddMessages(ctx context.Context, owner string, msgs ...*Message) error
+	// MessagesByID returns the messages among ids that are in owner's
+	// conversations, in any order.
+	MessagesByID(ctx context.Context, owner string, ids []string) ([]*Message, error)
+	// ListMessages returns, for each of owner's conversations in
+	// conversationIDs, the page p of its messages in chronological order
+	// (ties broken by id): one MessagePage per id, in the order of ids. A
+	// conversation that is not owner's gets an empty page. It is one
+	// round trip whatever the number of conversations.
+	ListMessages(ctx context.Context, owner string, conversationIDs []string, p Page) ([]*MessagePage, error)
+	// CountMessages returns the number of messages of each of owner's
+	// conversations among conversationIDs, in one round trip.
+	CountMessages(ctx context.Context, owner string, conversationIDs []string) (map[string]int, error)
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}

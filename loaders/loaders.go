@@ -1,0 +1,192 @@
+// Package loaders provides the per-operation dataloaders that batch the
+// lookups GraphQL resolvers make for nested fields: users by id (one user
+// service call per batch), conversations by id, and pages and counts of
+// messages by conversation (one SQL statement per batch).
+//
+// A Loaders value belongs to one operation and one viewer: every store
+// lookup it makes is scoped to that viewer, and its caches live only as long
+// as the operation. Use New to make one, With to put it in a context and For
+// to get it back in a resolver.
+package loaders
+
+import (
+	"context"
+	"time"
+
+	"github.com/graph-gophers/dataloader/v7"
+
+	"askgate/internal/chat"
+)
+
+// DefaultWait is how long a loader collects keys before it runs a batch. It
+// is short because gqlgen starts the resolvers of a list's elements at once,
+// so the keys of one level of the response arrive within microseconds.
+const DefaultWait = time.Millisecond
+
+// maxBatch caps the keys of one batch (and so one SQL IN list or one user
+// service call); the contract's page size limit is 100.
+const maxBatch = 100
+
+// MessagesKey asks for one page of one conversation's messages.
+type MessagesKey struct {
+	ConversationID string
+	Page           chat.Page
+}
+
+// Loaders holds one operation's dataloaders.
+type Loaders struct {
+	// Users loads user profiles by user id from the user directory. A user
+	// that does not exist loads as nil without error.
+	Users *dataloader.Loader[string, *chat.User]
+	// Conversations loads the viewer's conversations by local id; another
+	// user's conversation loads as chat.ErrNotFound.
+	Conversations *dataloader.Loader[string, *chat.Conversation]
+	// Messages loads pages of the viewer's conversations' messages.
+	Messages *dataloader.Loader[MessagesKey, *chat.MessagePage]
+	// MessageCounts loads the number of messages of the viewer's
+	// conversations.
+	MessageCounts *dataloader.Loader[string, int]
+}
+
+// Config holds what the loaders read from.
+type Config struct {
+	Store chat.Store
+	Users chat.UserDirectory
+	// Wait is the batch window; zero means DefaultWait.
+	Wait time.Duration
+}
+
+// New returns the loaders of one operation run by the user viewerID.
+func New(cfg Config, viewerID string) *Loaders {
+	wait := cfg.Wait
+	if wait <= 0 {
+		wait = DefaultWait
+	}
+	b := batcher{store: cfg.Store, dir: cfg.Users, owner: viewerID}
+	return &Loaders{
+		Users:         newLoader(b.users, wait),
+		Conversations: newLoader(b.conversations, wait),
+		Messages:      newLoader(b.messages, wait),
+		MessageCounts: newLoader(b.messageCounts, wait),
+	}
+}
+
+func newLoader[K comparable, V any](fn dataloader.BatchFunc[K, V], wait time.Duration) *dataloader.Loader[K, V] {
+	return dataloader.NewBatchedLoader(fn,
+		dataloader.WithWait[K, V](wait),
+		dataloader.WithBatchCapacity[K, V](maxBatch),
+	)
+}
+
+type ctxKey struct{}
+
+// With returns a copy of ctx that carries l.
+func With(ctx context.Context, l *Loaders) context.Context {
+	return context.WithValue(ctx, ctxKey{}, l)
+}
+
+// For returns the loaders in ctx, or nil when there are none.
+func For(ctx context.Context) *Loaders {
+	l, _ := ctx.Value(ctxKey{}).(*Loaders)
+	return l
+}
+
+// batcher holds the batch functions of one operation's loaders.
+type batcher struct {
+	store chat.Store
+	dir   chat.UserDirectory
+	owner string
+}
+
+// fail returns the same error for every key of a batch.
+func fail[V any](n int, err error) []*dataloader.Result[V] {
+	out := make([]*dataloader.Result[V], n)
+	r := &dataloader.Result[V]{Error: err}
+	for i := range out {
+		out[i] = r
+	}
+	return out
+}
+
+func (b batcher) users(ctx context.Context, ids []string) []*dataloader.Result[*chat.User] {
+	found, err := b.dir.UsersByID(ctx, ids)
+	if err != nil {
+		return fail[*chat.User](len(ids), err)
+	}
+	byID := make(map[string]*chat.User, len(found))
+	for _, u := range found {
+		byID[u.ID] = u
+	}
+	out := make([]*dataloader.Result[*chat.User], len(ids))
+	for i, id := range ids {
+		out[i] = &dataloader.Result[*chat.User]{Data: byID[id]}
+	}
+	return out
+}
+
+func (b batcher) conversations(ctx context.Context, ids []string) []*dataloader.Result[*chat.Conversation] {
+	found, err := b.store.ConversationsByID(ctx, b.owner, ids)
+	if err != nil {
+		return fail[*chat.Conversation](len(ids), err)
+	}
+	byID := make(map[string]*chat.Conversation, len(found))
+	for _, c := range found {
+		byID[c.ID] = c
+	}
+	out := make([]*dataloader.Result[*chat.Conversation], len(ids))
+	for i, id := range ids {
+		if c, ok := byID[id]; ok {
+			out[i] = &dataloader.Result[*chat.Conversation]{Data: c}
+		} else {
+			out[i] = &dataloader.Result[*chat.Conversation]{Error: chat.ErrNotFound}
+		}
+	}
+	return out
+}
+
+// messages runs one ListMessages per distinct page in the batch; in
+// practice a batch holds one page (say last: 10) for many conversations.
+func (b batcher) messages(ctx context.Context, keys []MessagesKey) []*dataloader.Result[*chat.MessagePage] {
+	out := make([]*dataloader.Result[*chat.MessagePage], len(keys))
+	type group struct {
+		page chat.Page
+		ids  []string
+		at   []int
+	}
+	var groups []*group
+	byPage := make(map[string]*group)
+	for i, k := range keys {
+		pk := k.Page.Key()
+		g := byPage[pk]
+		if g == nil {
+			g = &group{page: k.Page}
+			byPage[pk] = g
+			groups = append(groups, g)
+		}
+		g.ids = append(g.ids, k.ConversationID)
+		g.at = append(g.at, i)
+	}
+	for _, g := range groups {
+		pages, err := b.store.ListMessages(ctx, b.owner, g.ids, g.page)
+		for j, i := range g.at {
+			if err != nil {
+				out[i] = &dataloader.Result[*chat.MessagePage]{Error: err}
+			} else {
+				out[i] = &dataloader.Result[*chat.MessagePage]{Data: pages[j]}
+			}
+		}
+	}
+	return out
+}
+
+func (b batcher) messageCounts(ctx context.Context, ids []string) []*dataloader.Result[int] {
+	counts, err := b.store.CountMessages(ctx, b.owner, ids)
+	if err != nil {
+		return fail[int](len(ids), err)
+	}
+	out := make([]*dataloader.Result[int], len(ids))
+	for i, id := range ids {
+		out[i] = &dataloader.Result[int]{Data: counts[id]}
+	}
+	return out
+}
