@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"askgate/internal/auth"
+)
+
+// devSecret signs tokens in development mode when no secret is configured.
+// It is public (it is in the source), so production mode refuses it.
+const devSecret = "askgate-development-secret-do-not-use-in-production"
+
+// Modes of operation.
+const (
+	modeDevelopment = "development"
+	modeProduction  = "production"
+)
+
+// config is the server's configuration, read from ASKGATE_* variables and
+// overridden by flags.
+type config struct {
+	Addr               string
+	Mode               string
+	DatabaseURL        string
+	UserServiceURL     string
+	UserServiceTimeout time.Duration
+	JWTSecret          string
+	JWTJWKSURL         string
+	JWTIssuer          string
+	JWTAudience        string
+	LogLevel           string
+	ShutdownTimeout    time.Duration
+	LoaderWait         time.Duration
+}
+
+// setting ties a configuration field to its variable and flag.
+type setting struct {
+	env, flag, def, usage string
+	set                   func(c *config, v string) error
+}
+
+func str(dst func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error { *dst(c) = v; return nil }
+}
+
+func duration(dst func(*config) *time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%q is not a duration such as 2s or 500ms", v)
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
+// settings lists every setting of askgate serve.
+var settings = []setting{
+	{"ASKGATE_ADDR", "addr", ":8080", "listen address", str(func(c *config) *string { return &c.Addr })},
+	{"ASKGATE_MODE", "mode", modeDevelopment, "development or production", str(func(c *config) *string { return &c.Mode })},
+	{"ASKGATE_DATABASE_URL", "database-url", "sqlite:data/askgate.db", "postgres://… or a SQLite path (sqlite:PATH or PATH)", str(func(c *config) *string { return &c.DatabaseURL })},
+	{"ASKGATE_USER_SERVICE_URL", "user-service-url", "", "base URL of the user service; empty = built-in users", str(func(c *config) *string { return &c.UserServiceURL })},
+	{"ASKGATE_USER_SERVICE_TIMEOUT", "user-service-timeout", "2s", "timeout of one user service call", duration(func(c *config) *time.Duration { return &c.UserServiceTimeout })},
+	{"ASKGATE_JWT_SECRET", "jwt-secret", "", "HS256 secret (at least 32 bytes); development: a fixed dev secret", str(func(c *config) *string { return &c.JWTSecret })},
+	{"ASKGATE_JWT_JWKS_URL", "jwt-jwks-url", "", "JWKS URL for RS256/ES256/EdDSA tokens", str(func(c *config) *string { return &c.JWTJWKSURL })},
+	{"ASKGATE_JWT_ISSUER", "jwt-issuer", "", "required iss claim, when set", str(func(c *config) *string { return &c.JWTIssuer })},
+	{"ASKGATE_JWT_AUDIENCE", "jwt-audience", "", "required aud claim, when set", str(func(c *config) *string { return &c.JWTAudience })},
+	{"ASKGATE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *config) *string { return &c.LogLevel })},
+	{"ASKGATE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long a graceful shutdown may take", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	{"ASKGATE_LOADER_WAIT", "loader-wait", "1ms", "dataloader batch window", duration(func(c *config) *time.Duration { return &c.LoaderWait })},
+}
+
+// parseConfig reads the settings from the environment, then from flags in
+// args, and checks them. Every error names the variable at fault.
+func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*config, error) {
+	c := &config{}
+	values := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		values[s.env] = fs.String(s.flag, v, s.usage+" ("+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for _, s := range settings {
+		if err := s.set(c, *values[s.env]); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.env, err)
+		}
+	}
+	return c, c.check()
+}
+
+// check validates a configuration; production mode refuses insecure ones.
+func (c *config) check() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("ASKGATE_ADDR: %q is not host:port", c.Addr)
+	}
+	if c.Mode != modeDevelopment && c.Mode != modeProduction {
+		return fmt.Errorf("ASKGATE_MODE: %q is neither development nor production", c.Mode)
+	}
+	if c.DatabaseURL == "" {
+		return errors.New("ASKGATE_DATABASE_URL: must not be empty")
+	}
+	if err := checkHTTPURL(c.UserServiceURL); err != nil {
+		return fmt.Errorf("ASKGATE_USER_SERVICE_URL: %w", err)
+	}
+	if c.UserServiceTimeout == 0 {
+		return errors.New("ASKGATE_USER_SERVICE_TIMEOUT: must be positive")
+	}
+	if err := checkHTTPURL(c.JWTJWKSURL); err != nil {
+		return fmt.Errorf("ASKGATE_JWT_JWKS_URL: %w", err)
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < auth.MinSecretBytes {
+		return fmt.Errorf("ASKGATE_JWT_SECRET: must be at least %d bytes long", auth.MinSecretBytes)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("ASKGATE_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.Mode == modeProduction {
+		if c.JWTSecret == "" && c.JWTJWKSURL == "" {
+			return errors.New("ASKGATE_JWT_SECRET: production mode needs a JWT secret or ASKGATE_JWT_JWKS_URL")
+		}
+		if c.JWTSecret == devSecret {
+			return errors.New("ASKGATE_JWT_SECRET: production mode refuses the public development secret")
+		}
+	}
+	return nil
+}
+
+// secret returns the HS256 secret in force: the configured one, or the
+// development secret in development mode when neither a secret nor a JWKS
+// URL is set.
+func (c *config) secret() (s string, isDev bool) {
+	if c.JWTSecret == "" && c.JWTJWKSURL == "" && c.Mode == modeDevelopment {
+		return devSecret, true
+	}
+	return c.JWTSecret, false
+}
+
+// checkHTTPURL accepts "" or an absolute http(s) URL.
+func checkHTTPURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer that run may write while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func envFunc(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// startServe runs "askgate serve" on a free port until the test ends, and
+// returns its base URL and development token, as printed for the user.
+func startServe(t *testing.T, vars map[string]string) (baseURL, token string, logs *lockedBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, envFunc(vars), stdout, stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not stop within 10s of cancellation")
+		}
+	})
+	urlRE := regexp.MustCompile(`GraphiQL: (http://\S+)/\n`)
+	tokRE := regexp.MustCompile(`Token:\s+(\S+)`)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := urlRE.FindStringSubmatch(stdout.String()); m != nil {
+			baseURL = m[1]
+			if tm := tokRE.FindStringSubmatch(stdout.String()); tm != nil {
+				token = tm[1]
+			}
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v\n%s", err, stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if baseURL == "" {
+		t.Fatalf("serve printed no URL:\n%s\n%s", stdout, stderr)
+	}
+	// Wait for /healthz, as a load balancer would.
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(baseURL + "/healthz"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return baseURL, token, stderr
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("/healthz never answered")
+	return "", "", nil
+}
+
+func graphql(t *testing.T, baseURL, token, query string) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query})
+	req, _ := http.NewRequest(http.MethodPost, baseURL+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 200 || out["errors"] != nil {
+		t.Fatalf("%s: status %d, %v", query, res.StatusCode, out)
+	}
+	return out["data"].(map[string]any)
+}
+
+// TestServeDevelopment is what a newcomer does after "make run": open
+// GraphiQL, which carries a working token, and run the README's first
+// queries with it.
+func TestServeDevelopment(t *testing.T) {
+	dir := t.TempDir()
+	base, token, _ := startServe(t, map[string]string{"ASKGATE_DATABASE_URL": "sqlite:" + filepath.Join(dir, "askgate.db")})
+	if token == "" {
+		t.Fatal("no development token printed")
+	}
+
+	res, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(page), token) {
+		t.Fatalf("GraphiQL page: status %d, token present %v", res.StatusCode, strings.Contains(string(page), token))
+	}
+
+	// The README's first steps.
+	started := graphql(t, base, token, `mutation { startConversation(input: {title: "My first conversation"}) { conversation { id title } } }`)
+	id := started["startConversation"].(map[string]any)["conversation"].(map[string]any)["id"].(string)
+	data := graphql(t, base, token, `{ viewer { id name email } conversations(first: 5) { totalCount nodes { id title owner { name } } } }`)
+	viewer := data["viewer"].(map[string]any)
+	if viewer["name"] != "Dev User" || viewer["email"] != "dev@example.com" {
+		t.Errorf("viewer = %v, want the development user", viewer)
+	}
+	convs := data["conversations"].(map[string]any)
+	nodes := convs["nodes"].([]any)
+	if convs["totalCount"].(float64) != 1 || nodes[0].(map[string]any)["id"] != id {
+		t.Errorf("conversations = %v, want the one just started", convs)
+	}
+}
+
+// TestConfigErrorsNameTheVariable: bad configuration fails at start-up
+// with one line that names the variable.
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	cases := []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"ASKGATE_MODE": "staging"}, "ASKGATE_MODE"},
+		{map[string]string{"ASKGATE_ADDR": "nonsense"}, "ASKGATE_ADDR"},
+		{map[string]string{"ASKGATE_USER_SERVICE_URL": "ftp://users"}, "ASKGATE_USER_SERVICE_URL"},
+		{map[string]string{"ASKGATE_USER_SERVICE_TIMEOUT": "soon"}, "ASKGATE_USER_SERVICE_TIMEOUT"},
+		{map[string]string{"ASKGATE_JWT_SECRET": "short"}, "ASKGATE_JWT_SECRET"},
+		{map[string]string{"ASKGATE_JWT_JWKS_URL": "not a url"}, "ASKGATE_JWT_JWKS_URL"},
+		{map[string]string{"ASKGATE_LOG_LEVEL": "loud"}, "ASKGATE_LOG_LEVEL"},
+		{map[string]string{"ASKGATE_DATABASE_URL": "mysql://db"}, "ASKGATE_DATABASE_URL"},
+		{map[string]string{"ASKGATE_MODE": "production"}, "ASKGATE_JWT_SECRET"},
+		{map[string]string{"ASKGATE_MODE": "production", "ASKGATE_JWT_SECRET": devSecret}, "ASKGATE_JWT_SECRET"},
+	}
+	for _, tc := range cases {
+		if tc.vars["ASKGATE_DATABASE_URL"] == "" {
+			tc.vars["ASKGATE_DATABASE_URL"] = filepath.Join(t.TempDir(), "db")
+		}
+		if tc.vars["ASKGATE_ADDR"] == "" {
+			tc.vars["ASKGATE_ADDR"] = "127.0.0.1:0"
+		}
+		// A configuration wrongly accepted would serve until the deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var stderr bytes.Buffer
+		err := run(ctx, []string{"serve"}, envFunc(tc.vars), io.Discard, &stderr)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error %v, want one line naming %s", tc.vars, err, tc.want)
+		}
+	}
+}
+
+// TestTokenCommand: askgate token mints a token the server accepts.
+func TestTokenCommand(t *testing.T) {
+	vars := map[string]string{
+		"ASKGATE_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "db"),
+		"ASKGATE_JWT_SECRET":   "a-secret-of-at-least-thirty-two-bytes!!",
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--sub", "carol", "--name", "Carol", "--scope", "read:chat"}, envFunc(vars), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(out.String())
+	base, _, _ := startServe(t, vars)
+	data := graphql(t, base, tok, `{ viewer { name } }`)
+	if got := data["viewer"].(map[string]any)["name"]; got != "Carol" {
+		t.Errorf("viewer name = %v, want Carol", got)
+	}
+	if err := run(context.Background(), []string{"token"}, envFunc(vars), io.Discard, io.Discard); err == nil {
+		t.Error("token without --sub succeeded")
+	}
+}
+
+// TestMigrateAndSeed: askgate migrate and askgate seed work on a new file.
+func TestMigrateAndSeed(t *testing.T) {
+	vars := map[string]string{"ASKGATE_DATABASE_URL": filepath.Join(t.TempDir(), "sub", "askgate.db")}
+	if err := run(context.Background(), []string{"migrate"}, envFunc(vars), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"seed", "--sub", "dev-user", "--conversations", "3", "--pairs", "2"}, envFunc(vars), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	base, token, _ := startServe(t, vars)
+	data := graphql(t, base, token, `{ conversations { totalCount nodes { messages { totalCount } } } }`)
+	convs := data["conversations"].(map[string]any)
+	if convs["totalCount"].(float64) != 3 {
+		t.Errorf("totalCount = %v, want 3", convs["totalCount"])
+	}
+	if n := convs["nodes"].([]any)[0].(map[string]any)["messages"].(map[string]any)["totalCount"]; n.(float64) != 4 {
+		t.Errorf("messages per conversation = %v, want 4", n)
+	}
+}

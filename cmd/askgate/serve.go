@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"askgate/internal/auth"
+	"askgate/internal/chat"
+	"askgate/internal/server"
+	"askgate/internal/store"
+	"askgate/internal/users"
+)
+
+// maxHeaderBytes bounds request headers. It is above net/http's default
+// so that an oversized Authorization header still reaches the
+// authentication layer and gets the contract's 401 UNAUTHENTICATED.
+const maxHeaderBytes = 2 << 20
+
+// devUser is the subject of the token GraphiQL starts with in development.
+const devUser = "dev-user"
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("askgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(strings.ToUpper(level)))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// openStore opens and migrates the configured store.
+func openStore(ctx context.Context, url string) (store.Store, error) {
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("ASKGATE_DATABASE_URL: %w", err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrating the store: %w", err)
+	}
+	return st, nil
+}
+
+// serve runs the server until ctx is cancelled, then shuts down gracefully.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(newFlagSet("serve", stderr), args, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+
+	st, err := openStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	secret, isDev := cfg.secret()
+	verifier, err := auth.New(ctx, auth.Config{
+		Secret:   []byte(secret),
+		JWKSURL:  cfg.JWTJWKSURL,
+		Issuer:   cfg.JWTIssuer,
+		Audience: cfg.JWTAudience,
+		Logger:   log,
+	})
+	if err != nil {
+		return fmt.Errorf("ASKGATE_JWT_JWKS_URL: %w", err)
+	}
+	defer verifier.Close()
+	if isDev {
+		log.Warn("ASKGATE_JWT_SECRET is not set: tokens are signed with the PUBLIC development secret; never expose this server")
+	}
+
+	var dir chat.UserDirectory = users.NewDirectory(st)
+	if cfg.UserServiceURL != "" {
+		c, err := users.NewClient(cfg.UserServiceURL, users.Options{Timeout: cfg.UserServiceTimeout})
+		if err != nil {
+			return fmt.Errorf("ASKGATE_USER_SERVICE_URL: %w", err)
+		}
+		dir = c
+	}
+
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	defer tp.Shutdown(context.Background())
+
+	deps := server.Deps{
+		Store:       st,
+		Users:       dir,
+		Auth:        verifier,
+		Logger:      log,
+		Tracer:      tp.Tracer("askgate"),
+		Development: cfg.Mode == modeDevelopment,
+		LoaderWait:  cfg.LoaderWait,
+	}
+	if deps.Development && secret != "" {
+		deps.DevToken, err = auth.Mint([]byte(secret), auth.MintClaims{
+			Subject: devUser, Name: "Dev User", Email: "dev@example.com",
+			Scope: auth.ScopeRead + " " + auth.ScopeWrite, TTL: 30 * 24 * time.Hour,
+			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ASKGATE_ADDR: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           server.NewServer(deps),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	url := "http://" + displayAddr(ln.Addr())
+	log.Info("askgate listening", slog.String("addr", ln.Addr().String()), slog.String("mode", cfg.Mode))
+	if deps.Development {
+		fmt.Fprintf(stdout, "askgate is running (development mode).\n  GraphiQL: %s/\n  GraphQL:  %s/graphql\n", url, url)
+		if deps.DevToken != "" {
+			fmt.Fprintf(stdout, "  Token:    %s\n", deps.DevToken)
+		}
+	} else {
+		fmt.Fprintf(stdout, "askgate is running: %s/graphql\n", url)
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", slog.Duration("timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// displayAddr turns a listen address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+}

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"askgate/internal/auth"
+	"askgate/internal/chat"
+	"askgate/loaders"
+	"askgate/resolvers"
+)
+
+// queryCacheSize is how many parsed and validated documents are kept, so
+// that a repeated query is neither parsed nor validated again.
+const queryCacheSize = 1000
+
+// graphqlHandler returns the GraphQL endpoint.
+func (s *Server) graphqlHandler() http.Handler {
+	srv := handler.New(resolvers.NewSchema(s.resolver()))
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](queryCacheSize))
+	if s.deps.Development {
+		srv.Use(extension.Introspection{})
+	}
+	srv.SetErrorPresenter(s.presentError)
+	srv.SetRecoverFunc(s.recoverPanic)
+	srv.AroundOperations(s.aroundOperation)
+	return srv
+}
+
+// aroundOperation gives each operation its own dataloaders, scoped to the
+// viewer, and names the operation in the request's log line.
+func (s *Server) aroundOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	if oc := graphql.GetOperationContext(ctx); oc != nil {
+		if rl := requestLogFrom(ctx); rl != nil {
+			rl.mu.Lock()
+			rl.operation = oc.OperationName
+			if oc.Operation != nil {
+				rl.operation = oc.Operation.Name
+				rl.opType = string(oc.Operation.Operation)
+			}
+			rl.mu.Unlock()
+		}
+	}
+	var viewerID string
+	if v, ok := auth.ViewerFrom(ctx); ok {
+		viewerID = v.ID
+	}
+	return next(loaders.With(ctx, loaders.New(s.loaderConfig(), viewerID)))
+}
+
+// presentError turns any error into what a client may see: the contract's
+// extensions.code and a message free of internals. Causes (SQL errors,
+// upstream bodies) go to the log with the request's trace id.
+func (s *Server) presentError(ctx context.Context, err error) *gqlerror.Error {
+	gerr := graphql.DefaultErrorPresenter(ctx, err)
+	var ce *chat.Error
+	switch {
+	case errors.As(err, &ce):
+		if ce.Err != nil || ce.Code == chat.CodeInternal {
+			s.logError(ctx, err, ce.Code)
+		}
+		gerr.Message = ce.Message
+		gerr.Extensions = map[string]any{"code": string(ce.Code)}
+	case gerr.Extensions["code"] != nil && gerr.Err == nil:
+		// gqlgen's own errors about the document or its variables
+		// (GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, …) describe the
+		// client's request and are safe to show as they are.
+	case gerr.Err == nil && gerr.Rule == "":
+		// Errors gqlgen writes itself during execution, such as a null in a
+		// non-null field, hold no internals.
+		gerr.Extensions = map[string]any{"code": string(chat.CodeInternal)}
+		s.logError(ctx, err, chat.CodeInternal)
+	default:
+		s.logError(ctx, err, chat.CodeInternal)
+		gerr.Message = chat.ErrorMessage(err)
+		gerr.Err = nil
+		gerr.Extensions = map[string]any{"code": string(chat.CodeInternal)}
+	}
+	code, _ := gerr.Extensions["code"].(string)
+	if rl := requestLogFrom(ctx); rl != nil {
+		rl.addCode(code)
+	}
+	s.metrics.errors.WithLabelValues(code).Inc()
+	return gerr
+}
+
+// recoverPanic logs a resolver's panic with its stack and reports an
+// internal error in its place.
+func (s *Server) recoverPanic(ctx context.Context, p any) error {
+	err := fmt.Errorf("panic: %v", p)
+	s.log.LogAttrs(ctx, slog.LevelError, "resolver panicked",
+		slog.String("error", err.Error()),
+		slog.String("stack", string(debug.Stack())),
+		slog.String("trace_id", traceID(ctx)))
+	return chat.Errorf(chat.CodeInternal, "internal server error")
+}
+
+// logError logs an error whose details are hidden from the client.
+func (s *Server) logError(ctx context.Context, err error, code chat.Code) {
+	level := slog.LevelError
+	if code != chat.CodeInternal {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("code", string(code)),
+		slog.String("error", err.Error()),
+		slog.String("trace_id", traceID(ctx)),
+	}
+	if fc := graphql.GetFieldContext(ctx); fc != nil {
+		attrs = append(attrs, slog.String("path", fc.Path().String()))
+	}
+	s.log.LogAttrs(ctx, level, "request error", attrs...)
+}

@@ -1,0 +1,92 @@
+// Package server assembles askgate's HTTP surface: the GraphQL endpoint with
+// its transports, authentication, error masking and per-operation logging,
+// GraphiQL, health checks and metrics. NewServer returns it as one
+// http.Handler; the routes are all listed in routes.go.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"askgate/internal/auth"
+	"askgate/internal/chat"
+	"askgate/loaders"
+	"askgate/resolvers"
+)
+
+// Pinger is a dependency whose reachability /readyz reports.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Deps are the server's dependencies and settings.
+type Deps struct {
+	// Store keeps conversations and messages. Required.
+	Store chat.Store
+	// Users finds user profiles. Required. When it also has an
+	// Observe(ctx, *chat.User) error method (the built-in directory), the
+	// server calls it with each authenticated viewer's claims.
+	Users chat.UserDirectory
+	// Auth verifies access tokens. Required.
+	Auth *auth.Verifier
+	// Logger receives one line per operation and every masked error.
+	// Nil means slog.Default().
+	Logger *slog.Logger
+	// Tracer starts a span for every request, continuing the trace of an
+	// incoming traceparent header. Nil means a tracer that only propagates.
+	Tracer trace.Tracer
+	// Development enables introspection and GraphiQL and shows DevToken
+	// in GraphiQL's headers.
+	Development bool
+	// DevToken is the bearer token GraphiQL starts with in development.
+	DevToken string
+	// LoaderWait is the dataloaders' batch window; zero means the default.
+	LoaderWait time.Duration
+}
+
+// Server is askgate's HTTP handler.
+type Server struct {
+	deps    Deps
+	log     *slog.Logger
+	tracer  trace.Tracer
+	metrics *metrics
+	handler http.Handler
+}
+
+// NewServer returns askgate's HTTP handler for deps.
+func NewServer(deps Deps) *Server {
+	s := &Server{deps: deps, log: deps.Logger, tracer: deps.Tracer}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.tracer == nil {
+		s.tracer = noop.NewTracerProvider().Tracer("askgate")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = newMetrics(reg)
+	s.handler = s.routes(reg)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+// loaderConfig returns the configuration of every operation's loaders.
+func (s *Server) loaderConfig() loaders.Config {
+	return loaders.Config{Store: s.deps.Store, Users: s.deps.Users, Wait: s.deps.LoaderWait}
+}
+
+// resolver returns the schema's resolver root.
+func (s *Server) resolver() *resolvers.Resolver {
+	return &resolvers.Resolver{Store: s.deps.Store, Users: s.deps.Users}
+}

@@ -1,0 +1,104 @@
+// Package sqlkit holds what askgate's SQL stores share: new ids, the one
+// normal form of a stored time, the checks made on input before it is
+// written, and the keyset clauses of a page.
+package sqlkit
+
+import (
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"askgate/internal/chat"
+)
+
+// NewID returns a new random, time-ordered id: a UUIDv7 string.
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// Time returns t as every store keeps it: UTC, truncated to the microsecond.
+// The zero time stays zero.
+func Time(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// PrepareConversation checks c before it is created and fills in what the
+// store owes it: an empty ID and zero CreatedAt and UpdatedAt (with now).
+// The times of c are normalized with Time so that c equals what is stored.
+func PrepareConversation(c *chat.Conversation, now time.Time) error {
+	if c == nil {
+		return errors.New("nil conversation")
+	}
+	if c.OwnerID == "" {
+		return errors.New("conversation has no owner")
+	}
+	if c.ID == "" {
+		c.ID = NewID()
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = now
+	}
+	c.CreatedAt, c.UpdatedAt = Time(c.CreatedAt), Time(c.UpdatedAt)
+	return nil
+}
+
+// PrepareMessages checks msgs before they are added and fills in empty IDs
+// and zero CreatedAt (with now). It returns the id of the conversation they
+// all belong to, which is msgs[0].ConversationID; a message with an empty
+// ConversationID is taken to belong to it too. An empty id names no
+// conversation: the error is chat.ErrNotFound. Times are normalized with
+// Time. With no messages, it returns "" and no error.
+func PrepareMessages(msgs []*chat.Message, now time.Time) (string, error) {
+	if len(msgs) == 0 {
+		return "", nil
+	}
+	if msgs[0] == nil {
+		return "", errors.New("nil message")
+	}
+	conv := msgs[0].ConversationID
+	if conv == "" {
+		return "", chat.ErrNotFound
+	}
+	for _, m := range msgs {
+		if m == nil {
+			return "", errors.New("nil message")
+		}
+		switch m.ConversationID {
+		case conv:
+		case "":
+			m.ConversationID = conv
+		default:
+			return "", errors.New("messages of several conversations added at once")
+		}
+		if m.ID == "" {
+			m.ID = NewID()
+		}
+		if m.CreatedAt.IsZero() {
+			m.CreatedAt = now
+		}
+		m.CreatedAt = Time(m.CreatedAt)
+		if m.CompletedAt != nil {
+			t := Time(*m.CompletedAt)
+			m.CompletedAt = &t
+		}
+	}
+	return conv, nil
+}
+
+// LatestCreatedAt returns the latest CreatedAt among msgs, or zero.
+func LatestCreatedAt(msgs []*chat.Message) time.Time {
+	var t time.Time
+	for _, m := range msgs {
+		if m.CreatedAt.After(t) {
+			t = m.CreatedAt
+		}
+	}
+	return t
+}
