@@ -19,9 +19,9 @@ import (
 // region    ************************** generated!.gotpl **************************
 
 type ConversationResolver interface {
-	Owner(ctx context.Context, obj *chat.Conversation) (*chat.User, error)
-	Messages(ctx context.Context, obj *chat.Conversation, first *int, after *string, last *int, before *string) (*chat.MessagePage, error)
-	LastMessage(ctx context.Context, obj *chat.Conversation) (*chat.Message, error)
+	Owner(ctx context.Context, objs []*chat.Conversation) ([]*chat.User, error)
+	Messages(ctx context.Context, objs []*chat.Conversation, first *int, after *string, last *int, before *string) ([]*chat.MessagePage, error)
+	LastMessage(ctx context.Context, objs []*chat.Conversation) ([]*chat.Message, error)
 }
 type ConversationConnectionResolver interface {
 	Edges(ctx context.Context, obj *chat.ConversationPage) ([]*model.ConversationEdge, error)
@@ -239,7 +239,7 @@ func (ec *executionContext) _Conversation_owner(ctx context.Context, field graph
 			return ec.fieldContext_Conversation_owner(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Conversation().Owner(ctx, obj)
+			return ec.resolveBatch_Conversation_owner(ctx, field, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.User) graphql.Marshaler {
@@ -261,6 +261,29 @@ func (ec *executionContext) fieldContext_Conversation_owner(_ context.Context, f
 	}
 	return fc, nil
 }
+func (ec *executionContext) resolveBatch_Conversation_owner(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (any, error) {
+	resolver := ec.Resolvers.Conversation()
+	if batch, ok := graphql.BatchParentsFor[*chat.Conversation](ctx, "Conversation"); ok {
+		result := batch.FieldResult(field, func() (any, error) {
+			return resolver.Owner(ctx, batch.Parents)
+		})
+		return graphql.ResolveBatchGroupResult[*chat.User](
+			ctx,
+			batch.Index,
+			len(batch.Parents),
+			result,
+			"Conversation.owner",
+			batch.IndexMap,
+		)
+	}
+	results, err := resolver.Owner(ctx, []*chat.Conversation{obj})
+	return graphql.ResolveBatchSingleResult[*chat.User](
+		ctx,
+		results,
+		err,
+		"Conversation.owner",
+	)
+}
 
 func (ec *executionContext) _Conversation_messages(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -271,8 +294,7 @@ func (ec *executionContext) _Conversation_messages(ctx context.Context, field gr
 			return ec.fieldContext_Conversation_messages(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Conversation().Messages(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["last"].(*int), fc.Args["before"].(*string))
+			return ec.resolveBatch_Conversation_messages(ctx, field, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.MessagePage) graphql.Marshaler {
@@ -305,6 +327,30 @@ func (ec *executionContext) fieldContext_Conversation_messages(ctx context.Conte
 	}
 	return fc, nil
 }
+func (ec *executionContext) resolveBatch_Conversation_messages(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (any, error) {
+	resolver := ec.Resolvers.Conversation()
+	fc := graphql.GetFieldContext(ctx)
+	if batch, ok := graphql.BatchParentsFor[*chat.Conversation](ctx, "Conversation"); ok {
+		result := batch.FieldResult(field, func() (any, error) {
+			return resolver.Messages(ctx, batch.Parents, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["last"].(*int), fc.Args["before"].(*string))
+		})
+		return graphql.ResolveBatchGroupResult[*chat.MessagePage](
+			ctx,
+			batch.Index,
+			len(batch.Parents),
+			result,
+			"Conversation.messages",
+			batch.IndexMap,
+		)
+	}
+	results, err := resolver.Messages(ctx, []*chat.Conversation{obj}, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["last"].(*int), fc.Args["before"].(*string))
+	return graphql.ResolveBatchSingleResult[*chat.MessagePage](
+		ctx,
+		results,
+		err,
+		"Conversation.messages",
+	)
+}
 
 func (ec *executionContext) _Conversation_lastMessage(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -315,7 +361,7 @@ func (ec *executionContext) _Conversation_lastMessage(ctx context.Context, field
 			return ec.fieldContext_Conversation_lastMessage(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Conversation().LastMessage(ctx, obj)
+			return ec.resolveBatch_Conversation_lastMessage(ctx, field, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
@@ -336,6 +382,29 @@ func (ec *executionContext) fieldContext_Conversation_lastMessage(_ context.Cont
 		},
 	}
 	return fc, nil
+}
+func (ec *executionContext) resolveBatch_Conversation_lastMessage(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (any, error) {
+	resolver := ec.Resolvers.Conversation()
+	if batch, ok := graphql.BatchParentsFor[*chat.Conversation](ctx, "Conversation"); ok {
+		result := batch.FieldResult(field, func() (any, error) {
+			return resolver.LastMessage(ctx, batch.Parents)
+		})
+		return graphql.ResolveBatchGroupResult[*chat.Message](
+			ctx,
+			batch.Index,
+			len(batch.Parents),
+			result,
+			"Conversation.lastMessage",
+			batch.IndexMap,
+		)
+	}
+	results, err := resolver.LastMessage(ctx, []*chat.Conversation{obj})
+	return graphql.ResolveBatchSingleResult[*chat.Message](
+		ctx,
+		results,
+		err,
+		"Conversation.lastMessage",
+	)
 }
 
 func (ec *executionContext) _ConversationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *chat.ConversationPage) (ret graphql.Marshaler) {
@@ -1825,6 +1894,7 @@ func (ec *executionContext) _TokenUsage(ctx context.Context, sel ast.SelectionSe
 // region    ***************************** type.gotpl *****************************
 
 func (ec *executionContext) marshalNConversation2ᚕᚖaskgateᚋinternalᚋchatᚐConversationᚄ(ctx context.Context, sel ast.SelectionSet, v []*chat.Conversation) graphql.Marshaler {
+	ctx = graphql.WithBatchParents(ctx, "Conversation", v, nil)
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]

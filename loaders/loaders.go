@@ -27,10 +27,12 @@ const DefaultWait = time.Millisecond
 // service call); the contract's page size limit is 100.
 const maxBatch = 100
 
-// MessagesKey asks for one page of one conversation's messages.
+// MessagesKey asks for one page of one conversation's messages and, when
+// Count is set, for the conversation's total number of messages too.
 type MessagesKey struct {
 	ConversationID string
 	Page           chat.Page
+	Count          bool
 }
 
 // Loaders holds one operation's dataloaders.
@@ -41,11 +43,11 @@ type Loaders struct {
 	// Conversations loads the viewer's conversations by local id; another
 	// user's conversation loads as chat.ErrNotFound.
 	Conversations *dataloader.Loader[string, *chat.Conversation]
-	// Messages loads pages of the viewer's conversations' messages.
+	// Messages loads pages of the viewer's conversations' messages, with
+	// their conversations' message counts when asked. Loading the count
+	// with the page, rather than when the totalCount field resolves later,
+	// keeps the counts of a whole list in one batch.
 	Messages *dataloader.Loader[MessagesKey, *chat.MessagePage]
-	// MessageCounts loads the number of messages of the viewer's
-	// conversations.
-	MessageCounts *dataloader.Loader[string, int]
 }
 
 // Config holds what the loaders read from.
@@ -67,7 +69,6 @@ func New(cfg Config, viewerID string) *Loaders {
 		Users:         newLoader(b.users, wait),
 		Conversations: newLoader(b.conversations, wait),
 		Messages:      newLoader(b.messages, wait),
-		MessageCounts: newLoader(b.messageCounts, wait),
 	}
 }
 
@@ -144,10 +145,10 @@ func (b batcher) conversations(ctx context.Context, ids []string) []*dataloader.
 	return out
 }
 
-// messages runs one ListMessages per distinct page in the batch; in
+// messages runs one ListMessages per distinct page in the batch, plus one
+// CountMessages for the conversations whose count was asked for; in
 // practice a batch holds one page (say last: 10) for many conversations.
 func (b batcher) messages(ctx context.Context, keys []MessagesKey) []*dataloader.Result[*chat.MessagePage] {
-	out := make([]*dataloader.Result[*chat.MessagePage], len(keys))
 	type group struct {
 		page chat.Page
 		ids  []string
@@ -155,6 +156,7 @@ func (b batcher) messages(ctx context.Context, keys []MessagesKey) []*dataloader
 	}
 	var groups []*group
 	byPage := make(map[string]*group)
+	var countIDs []string
 	for i, k := range keys {
 		pk := k.Page.Key()
 		g := byPage[pk]
@@ -165,28 +167,34 @@ func (b batcher) messages(ctx context.Context, keys []MessagesKey) []*dataloader
 		}
 		g.ids = append(g.ids, k.ConversationID)
 		g.at = append(g.at, i)
+		if k.Count {
+			countIDs = append(countIDs, k.ConversationID)
+		}
 	}
+	var counts map[string]int
+	if len(countIDs) > 0 {
+		var err error
+		if counts, err = b.store.CountMessages(ctx, b.owner, countIDs); err != nil {
+			return fail[*chat.MessagePage](len(keys), err)
+		}
+	}
+	out := make([]*dataloader.Result[*chat.MessagePage], len(keys))
 	for _, g := range groups {
 		pages, err := b.store.ListMessages(ctx, b.owner, g.ids, g.page)
 		for j, i := range g.at {
 			if err != nil {
 				out[i] = &dataloader.Result[*chat.MessagePage]{Error: err}
-			} else {
-				out[i] = &dataloader.Result[*chat.MessagePage]{Data: pages[j]}
+				continue
 			}
+			p := pages[j]
+			if keys[i].Count {
+				// Pages may be shared between keys; give this one its own.
+				counted := *p
+				counted.TotalCount, counted.Counted = counts[keys[i].ConversationID], true
+				p = &counted
+			}
+			out[i] = &dataloader.Result[*chat.MessagePage]{Data: p}
 		}
-	}
-	return out
-}
-
-func (b batcher) messageCounts(ctx context.Context, ids []string) []*dataloader.Result[int] {
-	counts, err := b.store.CountMessages(ctx, b.owner, ids)
-	if err != nil {
-		return fail[int](len(ids), err)
-	}
-	out := make([]*dataloader.Result[int], len(ids))
-	for i, id := range ids {
-		out[i] = &dataloader.Result[int]{Data: counts[id]}
 	}
 	return out
 }

@@ -13,15 +13,19 @@ import (
 	"context"
 )
 
-func (r *conversationResolver) Owner(ctx context.Context, obj *chat.Conversation) (*chat.User, error) {
+func (r *conversationResolver) Owner(ctx context.Context, objs []*chat.Conversation) ([]*chat.User, error) {
 	l, err := loadersFor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return l.Users.Load(ctx, obj.OwnerID)()
+	ids := make([]string, len(objs))
+	for i, c := range objs {
+		ids[i] = c.OwnerID
+	}
+	return loadAll(ctx, l.Users, ids)
 }
 
-func (r *conversationResolver) Messages(ctx context.Context, obj *chat.Conversation, first *int, after *string, last *int, before *string) (*chat.MessagePage, error) {
+func (r *conversationResolver) Messages(ctx context.Context, objs []*chat.Conversation, first *int, after *string, last *int, before *string) ([]*chat.MessagePage, error) {
 	page, err := chat.NewPage(chat.KindMessage, first, last, after, before)
 	if err != nil {
 		return nil, err
@@ -30,22 +34,31 @@ func (r *conversationResolver) Messages(ctx context.Context, obj *chat.Conversat
 	if err != nil {
 		return nil, err
 	}
-	return l.Messages.Load(ctx, loaders.MessagesKey{ConversationID: obj.ID, Page: page})()
+	count := selects(ctx, "totalCount")
+	keys := make([]loaders.MessagesKey, len(objs))
+	for i, c := range objs {
+		keys[i] = loaders.MessagesKey{ConversationID: c.ID, Page: page, Count: count}
+	}
+	return loadAll(ctx, l.Messages, keys)
 }
 
-func (r *conversationResolver) LastMessage(ctx context.Context, obj *chat.Conversation) (*chat.Message, error) {
+func (r *conversationResolver) LastMessage(ctx context.Context, objs []*chat.Conversation) ([]*chat.Message, error) {
 	l, err := loadersFor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	page, err := l.Messages.Load(ctx, loaders.MessagesKey{
-		ConversationID: obj.ID,
-		Page:           chat.Page{Limit: 1, Backward: true},
-	})()
-	if err != nil || len(page.Messages) == 0 {
-		return nil, err
+	keys := make([]loaders.MessagesKey, len(objs))
+	for i, c := range objs {
+		keys[i] = loaders.MessagesKey{ConversationID: c.ID, Page: chat.Page{Limit: 1, Backward: true}}
 	}
-	return page.Messages[0], nil
+	pages, err := loadAll(ctx, l.Messages, keys)
+	last := make([]*chat.Message, len(pages))
+	for i, p := range pages {
+		if p != nil && len(p.Messages) > 0 {
+			last[i] = p.Messages[0]
+		}
+	}
+	return last, err
 }
 
 func (r *conversationConnectionResolver) Edges(ctx context.Context, obj *chat.ConversationPage) ([]*model.ConversationEdge, error) {
@@ -108,11 +121,15 @@ func (r *messageConnectionResolver) PageInfo(ctx context.Context, obj *chat.Mess
 }
 
 func (r *messageConnectionResolver) TotalCount(ctx context.Context, obj *chat.MessagePage) (int, error) {
-	l, err := loadersFor(ctx)
+	if obj.Counted {
+		return obj.TotalCount, nil
+	}
+	owner, err := viewerID(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return l.MessageCounts.Load(ctx, obj.ConversationID)()
+	counts, err := r.Store.CountMessages(ctx, owner, []string{obj.ConversationID})
+	return counts[obj.ConversationID], err
 }
 
 func (r *mutationResolver) StartConversation(ctx context.Context, input model.StartConversationInput) (*model.StartConversationPayload, error) {

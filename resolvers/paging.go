@@ -1,9 +1,54 @@
 package resolvers
 
 import (
+	"context"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/graph-gophers/dataloader/v7"
+
 	"askgate/graph/model"
 	"askgate/internal/chat"
 )
+
+// selects reports whether the field being resolved selects the sub-field
+// name (directly, or through fragments), so that a resolver can load it
+// with its parent.
+func selects(ctx context.Context, name string) bool {
+	for _, f := range graphql.CollectFieldsCtx(ctx, nil) {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// loadAll loads keys with a loader, for a batch resolver: the keys all go
+// into the loader's current batch before any result is awaited (unlike
+// LoadMany, which hands each key to a goroutine of its own), the results
+// come in the order of keys, and the errors, if any, as a
+// graphql.BatchErrorList that gives each key its own.
+func loadAll[K comparable, V any](ctx context.Context, l *dataloader.Loader[K, V], keys []K) ([]V, error) {
+	thunks := make([]dataloader.Thunk[V], len(keys))
+	for i, k := range keys {
+		thunks[i] = l.Load(ctx, k)
+	}
+	values := make([]V, len(keys))
+	var errs graphql.BatchErrorList
+	for i, thunk := range thunks {
+		v, err := thunk()
+		values[i] = v
+		if err != nil {
+			if errs == nil {
+				errs = make(graphql.BatchErrorList, len(keys))
+			}
+			errs[i] = err
+		}
+	}
+	if errs != nil {
+		return values, errs
+	}
+	return values, nil
+}
 
 // cursored is an item of a keyset-paged list.
 type cursored interface{ Cursor() chat.Cursor }

@@ -174,4 +174,9 @@ type MessagePage struct {
 	ConversationID string
 	Messages       []*Message
 	PageInfo       PageInfo
+	// TotalCount is the number of messages of the whole conversation, valid
+	// when Counted. Stores leave both unset; the loaders fill them in when
+	// the count was asked for with the page.
+	TotalCount int
+	Counted    bool
 }

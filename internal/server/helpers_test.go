@@ -35,12 +35,13 @@ var (
 
 // env is a running gateway on a real store, with a fake user service.
 type env struct {
-	t      *testing.T
-	URL    string
-	Store  *countingStore
-	Users  *userstest.Server
-	Logs   *syncBuffer
-	Secret []byte
+	t       testing.TB
+	Handler http.Handler
+	URL     string
+	Store   *countingStore
+	Users   *userstest.Server
+	Logs    *syncBuffer
+	Secret  []byte
 }
 
 type envOptions struct {
@@ -49,7 +50,7 @@ type envOptions struct {
 	userOpts   users.Options
 }
 
-func newEnv(t *testing.T, opts envOptions) *env {
+func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	st := opts.store
 	if st == nil {
@@ -89,7 +90,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	srv.Config.MaxHeaderBytes = 2 << 20
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &env{t: t, URL: srv.URL, Store: cs, Users: us, Logs: logs, Secret: testSecret}
+	return &env{t: t, Handler: h, URL: srv.URL, Store: cs, Users: us, Logs: logs, Secret: testSecret}
 }
 
 func newSQLiteStore(t testing.TB) chat.Store {
@@ -146,7 +147,7 @@ func (r *response) codes() []string {
 }
 
 // decode unmarshals the response's data into v.
-func (r *response) decode(t *testing.T, v any) {
+func (r *response) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Data, v); err != nil {
 		t.Fatalf("decoding data %s: %v", r.Data, err)

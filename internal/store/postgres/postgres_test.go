@@ -1,14 +1,8 @@
 package postgres_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,117 +10,22 @@ import (
 
 	"askgate/internal/chat"
 	"askgate/internal/store/postgres"
+	"askgate/internal/store/postgres/pgtest"
 	"askgate/internal/store/storetest"
 )
 
-// baseURL is the database the tests make their schemas in. PostgreSQL must
-// be running: `make test` sees to it, and the tests fail without it.
-func baseURL() string {
-	if u := os.Getenv("ASKGATE_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
-// newSchema creates a schema of its own for t, dropped when t ends, and
-// returns the URL of the database with the schema as its search_path.
-func newSchema(t testing.TB) string {
-	t.Helper()
-	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, baseURL())
-	if err != nil {
-		t.Fatalf("connect to PostgreSQL (set ASKGATE_TEST_POSTGRES_URL, or start it): %v", err)
-	}
-	defer conn.Close(ctx)
-
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "storetest_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, baseURL())
-		if err != nil {
-			t.Errorf("connect to drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-
-	u, err := url.Parse(baseURL())
-	if err != nil {
-		t.Fatalf("ASKGATE_TEST_POSTGRES_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// open returns a store on the database at url (with a query string),
-// closed when t ends; migrated unless migrate is false.
-func open(t testing.TB, url string, migrate bool, opts ...postgres.Option) *postgres.Store {
-	t.Helper()
-	if !strings.Contains(url, "pool_max_conns") {
-		// Tests run in parallel, and with other packages' tests: stay well
-		// below the server's max_connections.
-		url += "&pool_max_conns=4"
-	}
-	s, err := postgres.Open(t.Context(), url, opts...)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if migrate {
-		if err := s.Migrate(t.Context()); err != nil {
-			t.Fatalf("Migrate: %v", err)
-		}
-	}
-	return s
-}
-
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) chat.Store {
-		return open(t, newSchema(t), true)
+		return pgtest.NewStore(t)
 	})
-}
-
-// statementCounter is a pgx.QueryTracer that counts statements.
-type statementCounter struct {
-	n    atomic.Int64
-	mu   sync.Mutex
-	last []string
-}
-
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	c.mu.Lock()
-	c.last = append(c.last, strings.Join(strings.Fields(data.SQL), " "))
-	c.mu.Unlock()
-	return ctx
-}
-
-func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-func (c *statementCounter) reset() {
-	c.n.Store(0)
-	c.mu.Lock()
-	c.last = nil
-	c.mu.Unlock()
 }
 
 // TestOneStatement checks that the batched reads of a page of the
 // conversation list cost one statement each, whatever the number of
 // conversations.
 func TestOneStatement(t *testing.T) {
-	var counter statementCounter
-	s := open(t, newSchema(t), true, postgres.WithTracer(&counter))
+	var counter pgtest.StatementCounter
+	s := pgtest.NewStore(t, postgres.WithTracer(&counter))
 	ctx := t.Context()
 	const owner = "user-alice"
 	var ids []string
@@ -184,12 +83,12 @@ func TestOneStatement(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for i := range 3 { // first use prepares; the count stays the same
-				counter.reset()
+				counter.Reset()
 				if err := tt.call(); err != nil {
 					t.Fatalf("%s: %v", tt.name, err)
 				}
-				if n := counter.n.Load(); n != 1 {
-					t.Errorf("call %d: %s ran %d statements; want 1: %q", i, tt.name, n, counter.last)
+				if n := counter.Count(); n != 1 {
+					t.Errorf("call %d: %s ran %d statements; want 1: %q", i, tt.name, n, counter.Statements())
 				}
 			}
 		})
@@ -199,10 +98,10 @@ func TestOneStatement(t *testing.T) {
 // TestConcurrentMigrate checks that processes starting at once on a new
 // schema can all migrate it.
 func TestConcurrentMigrate(t *testing.T) {
-	url := newSchema(t)
+	url := pgtest.NewSchema(t)
 	stores := make([]*postgres.Store, 4)
 	for i := range stores {
-		stores[i] = open(t, url, false) // one pool each, as separate processes would have
+		stores[i] = pgtest.Open(t, url, false) // one pool each, as separate processes would have
 	}
 	var wg sync.WaitGroup
 	for i, s := range stores {
@@ -224,8 +123,8 @@ func TestConcurrentMigrate(t *testing.T) {
 // TestCascade checks that deleting a conversation leaves none of its
 // messages in the table.
 func TestCascade(t *testing.T) {
-	url := newSchema(t)
-	s := open(t, url, true)
+	url := pgtest.NewSchema(t)
+	s := pgtest.Open(t, url, true)
 	ctx := t.Context()
 	c := &chat.Conversation{OwnerID: "user-alice"}
 	if err := s.CreateConversation(ctx, c); err != nil {
@@ -276,9 +175,9 @@ func TestOpenBadURL(t *testing.T) {
 }
 
 func BenchmarkListMessages(b *testing.B) {
-	storetest.BenchmarkListMessages(b, open(b, newSchema(b), true))
+	storetest.BenchmarkListMessages(b, pgtest.NewStore(b))
 }
 
 func BenchmarkListConversations(b *testing.B) {
-	storetest.BenchmarkListConversations(b, open(b, newSchema(b), true))
+	storetest.BenchmarkListConversations(b, pgtest.NewStore(b))
 }
