@@ -5,6 +5,7 @@ package graph
 import (
 	"askgate/graph/model"
 	"askgate/internal/chat"
+	"askgate/internal/gqlexec"
 	"context"
 	"errors"
 	"math"
@@ -30,7 +31,7 @@ type ConversationConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *chat.ConversationPage) (int, error)
 }
 type MessageResolver interface {
-	Conversation(ctx context.Context, obj *chat.Message) (*chat.Conversation, error)
+	Conversation(ctx context.Context, objs []*chat.Message) ([]*chat.Conversation, error)
 
 	Author(ctx context.Context, obj *chat.Message) (*chat.User, error)
 
@@ -613,7 +614,7 @@ func (ec *executionContext) _Message_conversation(ctx context.Context, field gra
 			return ec.fieldContext_Message_conversation(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Message().Conversation(ctx, obj)
+			return ec.resolveBatch_Message_conversation(ctx, field, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.Conversation) graphql.Marshaler {
@@ -634,6 +635,29 @@ func (ec *executionContext) fieldContext_Message_conversation(_ context.Context,
 		},
 	}
 	return fc, nil
+}
+func (ec *executionContext) resolveBatch_Message_conversation(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (any, error) {
+	resolver := ec.Resolvers.Message()
+	if batch, ok := graphql.BatchParentsFor[*chat.Message](ctx, "Message"); ok {
+		result := batch.FieldResult(field, func() (any, error) {
+			return resolver.Conversation(ctx, batch.Parents)
+		})
+		return graphql.ResolveBatchGroupResult[*chat.Conversation](
+			ctx,
+			batch.Index,
+			len(batch.Parents),
+			result,
+			"Message.conversation",
+			batch.IndexMap,
+		)
+	}
+	results, err := resolver.Conversation(ctx, []*chat.Message{obj})
+	return graphql.ResolveBatchSingleResult[*chat.Conversation](
+		ctx,
+		results,
+		err,
+		"Message.conversation",
+	)
 }
 
 func (ec *executionContext) _Message_role(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
@@ -1895,7 +1919,7 @@ func (ec *executionContext) _TokenUsage(ctx context.Context, sel ast.SelectionSe
 
 func (ec *executionContext) marshalNConversation2ᚕᚖaskgateᚋinternalᚋchatᚐConversationᚄ(ctx context.Context, sel ast.SelectionSet, v []*chat.Conversation) graphql.Marshaler {
 	ctx = graphql.WithBatchParents(ctx, "Conversation", v, nil)
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := gqlexec.MarshalSlice(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNConversation2ᚖaskgateᚋinternalᚋchatᚐConversation(ctx, sel, v[i])
@@ -1927,7 +1951,7 @@ func (ec *executionContext) marshalNConversationConnection2ᚖaskgateᚋinternal
 }
 
 func (ec *executionContext) marshalNConversationEdge2ᚕᚖaskgateᚋgraphᚋmodelᚐConversationEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ConversationEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := gqlexec.MarshalSlice(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNConversationEdge2ᚖaskgateᚋgraphᚋmodelᚐConversationEdge(ctx, sel, v[i])
@@ -1951,7 +1975,8 @@ func (ec *executionContext) marshalNConversationEdge2ᚖaskgateᚋgraphᚋmodel�
 }
 
 func (ec *executionContext) marshalNMessage2ᚕᚖaskgateᚋinternalᚋchatᚐMessageᚄ(ctx context.Context, sel ast.SelectionSet, v []*chat.Message) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ctx = graphql.WithBatchParents(ctx, "Message", v, nil)
+	ret := gqlexec.MarshalSlice(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNMessage2ᚖaskgateᚋinternalᚋchatᚐMessage(ctx, sel, v[i])
@@ -1983,7 +2008,7 @@ func (ec *executionContext) marshalNMessageConnection2ᚖaskgateᚋinternalᚋch
 }
 
 func (ec *executionContext) marshalNMessageEdge2ᚕᚖaskgateᚋgraphᚋmodelᚐMessageEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MessageEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := gqlexec.MarshalSlice(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNMessageEdge2ᚖaskgateᚋgraphᚋmodelᚐMessageEdge(ctx, sel, v[i])

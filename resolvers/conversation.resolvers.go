@@ -39,7 +39,19 @@ func (r *conversationResolver) Messages(ctx context.Context, objs []*chat.Conver
 	for i, c := range objs {
 		keys[i] = loaders.MessagesKey{ConversationID: c.ID, Page: page, Count: count}
 	}
-	return loadAll(ctx, l.Messages, keys)
+	pages, err := loadAll(ctx, l.Messages, keys)
+	if selects(ctx, "nodes", "author") || selects(ctx, "edges", "node", "author") {
+		// Ask for all the pages' authors in one batch now, rather than as
+		// each message's author field resolves.
+		for _, p := range pages {
+			for _, m := range p.Messages {
+				if m.Role == chat.RoleUser && m.AuthorID != "" {
+					l.Users.Load(ctx, m.AuthorID)
+				}
+			}
+		}
+	}
+	return pages, err
 }
 
 func (r *conversationResolver) LastMessage(ctx context.Context, objs []*chat.Conversation) ([]*chat.Message, error) {
@@ -81,12 +93,16 @@ func (r *conversationConnectionResolver) TotalCount(ctx context.Context, obj *ch
 	return r.Store.CountConversations(ctx, owner)
 }
 
-func (r *messageResolver) Conversation(ctx context.Context, obj *chat.Message) (*chat.Conversation, error) {
+func (r *messageResolver) Conversation(ctx context.Context, objs []*chat.Message) ([]*chat.Conversation, error) {
 	l, err := loadersFor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return l.Conversations.Load(ctx, obj.ConversationID)()
+	ids := make([]string, len(objs))
+	for i, m := range objs {
+		ids[i] = m.ConversationID
+	}
+	return loadAll(ctx, l.Conversations, ids)
 }
 
 func (r *messageResolver) Author(ctx context.Context, obj *chat.Message) (*chat.User, error) {
@@ -97,6 +113,8 @@ func (r *messageResolver) Author(ctx context.Context, obj *chat.Message) (*chat.
 	if err != nil {
 		return nil, err
 	}
+	// Conversation.messages has already asked the loader for every
+	// author of the page, so this waits for that one batch at most.
 	return l.Users.Load(ctx, obj.AuthorID)()
 }
 

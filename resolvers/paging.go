@@ -11,11 +11,19 @@ import (
 )
 
 // selects reports whether the field being resolved selects the sub-field
-// name (directly, or through fragments), so that a resolver can load it
-// with its parent.
-func selects(ctx context.Context, name string) bool {
-	for _, f := range graphql.CollectFieldsCtx(ctx, nil) {
-		if f.Name == name {
+// at path (directly, or through fragments and aliases), so that a resolver
+// can load it with its parent: selects(ctx, "nodes", "author").
+func selects(ctx context.Context, path ...string) bool {
+	oc := graphql.GetOperationContext(ctx)
+	return selectsIn(oc, graphql.CollectFieldsCtx(ctx, nil), path)
+}
+
+func selectsIn(oc *graphql.OperationContext, fields []graphql.CollectedField, path []string) bool {
+	for _, f := range fields {
+		if f.Name != path[0] {
+			continue
+		}
+		if len(path) == 1 || selectsIn(oc, graphql.CollectFields(oc, f.Selections, nil), path[1:]) {
 			return true
 		}
 	}

@@ -28,8 +28,8 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 	git status --porcelain -- "${DIRS[@]}" >"$snapshot/status-before"
 fi
 
-echo "check-generate: $GO run github.com/99designs/gqlgen generate"
-"$GO" run github.com/99designs/gqlgen generate
+echo "check-generate: make generate"
+"${MAKE:-make}" --no-print-directory generate GO="$GO"
 
 failed=
 for d in "${DIRS[@]}"; do

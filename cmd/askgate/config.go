@@ -37,6 +37,7 @@ type config struct {
 	LogLevel           string
 	ShutdownTimeout    time.Duration
 	LoaderWait         time.Duration
+	DebugAddr          string
 }
 
 // setting ties a configuration field to its variable and flag.
@@ -74,6 +75,7 @@ var settings = []setting{
 	{"ASKGATE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *config) *string { return &c.LogLevel })},
 	{"ASKGATE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long a graceful shutdown may take", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"ASKGATE_LOADER_WAIT", "loader-wait", "1ms", "dataloader batch window", duration(func(c *config) *time.Duration { return &c.LoaderWait })},
+	{"ASKGATE_DEBUG_ADDR", "debug-addr", "", "listen address of the pprof profiler; empty = off (keep it private)", str(func(c *config) *string { return &c.DebugAddr })},
 }
 
 // parseConfig reads the settings from the environment, then from flags in
@@ -106,6 +108,11 @@ func parseConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*
 func (c *config) check() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("ASKGATE_ADDR: %q is not host:port", c.Addr)
+	}
+	if c.DebugAddr != "" {
+		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			return fmt.Errorf("ASKGATE_DEBUG_ADDR: %q is not host:port", c.DebugAddr)
+		}
 	}
 	if c.Mode != modeDevelopment && c.Mode != modeProduction {
 		return fmt.Errorf("ASKGATE_MODE: %q is neither development nor production", c.Mode)

@@ -30,8 +30,7 @@ const queryCacheSize = 1000
 func (s *Server) graphqlHandler() http.Handler {
 	srv := handler.New(resolvers.NewSchema(s.resolver()))
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(httpTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](queryCacheSize))
 	if s.deps.Development {
 		srv.Use(extension.Introspection{})

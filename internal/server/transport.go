@@ -1,0 +1,225 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// Media types of GraphQL over HTTP.
+const (
+	mediaGraphQLResponse = "application/graphql-response+json"
+	mediaJSON            = "application/json"
+)
+
+// maxBodyBytes caps a request body.
+const maxBodyBytes = 2 << 20
+
+// httpTransport serves queries and mutations over POST and queries over
+// GET, per the GraphQL over HTTP specification. It replaces gqlgen's POST
+// and GET transports because those re-encode every response through
+// encoding/json, which re-scans (compacts) the whole already-encoded data
+// — a tenth of the CPU time of a 58 kB chat screen — and because askgate
+// needs the specification's status codes and media types exactly.
+type httpTransport struct{}
+
+var _ graphql.Transport = httpTransport{}
+
+// Supports takes every plain GET and POST; WebSocket upgrades and
+// server-sent events belong to other transports.
+func (httpTransport) Supports(r *http.Request) bool {
+	if r.Header.Get("Upgrade") != "" {
+		return false
+	}
+	return r.Method == http.MethodGet || r.Method == http.MethodPost
+}
+
+// Do runs one operation.
+func (httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	media, ok := negotiate(r.Header.Get("Accept"))
+	if !ok {
+		writeErrors(w, http.StatusNotAcceptable, "the response can only be "+mediaGraphQLResponse+" or "+mediaJSON, "BAD_REQUEST")
+		return
+	}
+	start := graphql.Now()
+	params, status, err := readParams(w, r)
+	if err != nil {
+		writeResponse(w, media, status, &graphql.Response{Errors: gqlerror.List{requestError(err.Error())}})
+		return
+	}
+	params.Headers = r.Header
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+
+	ctx := r.Context()
+	rc, errs := exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		status := http.StatusOK
+		if media == mediaGraphQLResponse && errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			status = http.StatusBadRequest
+		}
+		writeResponse(w, media, status, resp)
+		return
+	}
+	if r.Method == http.MethodGet && rc.Operation != nil && rc.Operation.Operation != ast.Query {
+		w.Header().Set("Allow", http.MethodPost)
+		writeResponse(w, media, http.StatusMethodNotAllowed, &graphql.Response{
+			Errors: gqlerror.List{requestError("GET only runs queries; send " + string(rc.Operation.Operation) + "s with POST")},
+		})
+		return
+	}
+	responses, ctx := exec.DispatchOperation(ctx, rc)
+	writeResponse(w, media, http.StatusOK, responses(ctx))
+}
+
+// negotiate picks the response media type from an Accept header: the
+// specification's application/graphql-response+json when the client lists
+// it, application/json when it lists that, a wildcard, or nothing.
+func negotiate(accept string) (string, bool) {
+	if accept == "" {
+		return mediaJSON, true
+	}
+	best, bestQ := "", -1.0
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if q, err = strconv.ParseFloat(v, 64); err != nil {
+				continue
+			}
+		}
+		var cand string
+		switch mt {
+		case mediaGraphQLResponse:
+			cand = mediaGraphQLResponse
+		case mediaJSON, "application/*", "*/*":
+			cand = mediaJSON
+		default:
+			continue
+		}
+		if q > 0 && (q > bestQ || (q == bestQ && cand == mediaGraphQLResponse)) {
+			best, bestQ = cand, q
+		}
+	}
+	return best, best != ""
+}
+
+// readParams decodes the operation of a GET (query string) or POST (JSON
+// body) request. On failure it returns the HTTP status to answer with.
+func readParams(w http.ResponseWriter, r *http.Request) (*graphql.RawParams, int, error) {
+	params := &graphql.RawParams{}
+	if r.Method == http.MethodGet {
+		q := r.URL.Query()
+		params.Query = q.Get("query")
+		params.OperationName = q.Get("operationName")
+		for name, dst := range map[string]any{"variables": &params.Variables, "extensions": &params.Extensions} {
+			if v := q.Get(name); v != "" {
+				if err := decodeJSON(strings.NewReader(v), dst); err != nil {
+					return nil, http.StatusBadRequest, errors.New(name + " must be a JSON object")
+				}
+			}
+		}
+		return params, 0, nil
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != mediaJSON {
+		return nil, http.StatusUnsupportedMediaType, errors.New("the request body must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return nil, http.StatusRequestEntityTooLarge, errors.New("the request body is over 2 MB")
+		}
+		return nil, http.StatusBadRequest, errors.New("the request body could not be read")
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		return nil, http.StatusBadRequest, errors.New("batched requests are not supported: send one operation per request")
+	}
+	if err := decodeJSON(bytes.NewReader(body), params); err != nil {
+		return nil, http.StatusBadRequest, errors.New("the request body is not a JSON object with a query")
+	}
+	return params, 0, nil
+}
+
+// decodeJSON decodes one JSON value, keeping numbers exact.
+func decodeJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+// requestError is an error about the HTTP request itself.
+func requestError(msg string) *gqlerror.Error {
+	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": "BAD_REQUEST"}}
+}
+
+// bufferPool recycles response buffers.
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeResponse writes a GraphQL response. The data is already JSON (gqlgen
+// encoded it while executing) and is copied as it is.
+func writeResponse(w http.ResponseWriter, media string, status int, resp *graphql.Response) {
+	buf := bufferPool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			buf.Reset()
+			bufferPool.Put(buf)
+		}
+	}()
+	buf.WriteByte('{')
+	sep := false
+	field := func(name string) {
+		if sep {
+			buf.WriteByte(',')
+		}
+		sep = true
+		buf.WriteString(`"` + name + `":`)
+	}
+	if len(resp.Errors) > 0 {
+		field("errors")
+		b, err := json.Marshal(resp.Errors)
+		if err != nil {
+			b = []byte(`[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]`)
+		}
+		buf.Write(b)
+	}
+	if resp.Data != nil {
+		field("data")
+		buf.Write(resp.Data)
+	}
+	if len(resp.Extensions) > 0 {
+		field("extensions")
+		b, err := json.Marshal(resp.Extensions)
+		if err != nil {
+			b = []byte("{}")
+		}
+		buf.Write(b)
+	}
+	buf.WriteByte('}')
+	h := w.Header()
+	h.Set("Content-Type", media+"; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
