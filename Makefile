@@ -36,7 +36,7 @@ services: ## make sure PostgreSQL and Redis are up on 127.0.0.1
 
 generate: ## regenerate graph/ (and resolver stubs) from schema/ with the pinned gqlgen
 	$(GO) run github.com/99designs/gqlgen generate
-	$(GO) run ./internal/gqlexec/seqlists graph/*.go
+	$(GO) run ./internal/gqlexec/rewrite graph/*.go
 
 check-generate: ## regenerate and fail if graph/ or resolvers/ change
 	GO="$(GO)" bash scripts/check-generate.sh

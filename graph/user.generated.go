@@ -4,6 +4,7 @@ package graph
 
 import (
 	"askgate/internal/chat"
+	"askgate/internal/gqlexec"
 	"context"
 	"math"
 	"strconv"
@@ -138,7 +139,7 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 	fields := graphql.CollectFields(ec.OperationContext, sel, userImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
