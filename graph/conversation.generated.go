@@ -297,7 +297,25 @@ func (ec *executionContext) _Conversation_messages(ctx context.Context, field gr
 		func(ctx context.Context) (any, error) {
 			return ec.resolveBatch_Conversation_messages(ctx, field, obj)
 		},
-		nil,
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNString2string(ctx, "read:chat")
+				if err != nil {
+					var zeroVal *chat.MessagePage
+					return zeroVal, err
+				}
+				if ec.Directives.RequiresScope == nil {
+					var zeroVal *chat.MessagePage
+					return zeroVal, errors.New("directive requiresScope is not implemented")
+				}
+				return ec.Directives.RequiresScope(ctx, obj, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.MessagePage) graphql.Marshaler {
 			return ec.marshalNMessageConnection2ᚖaskgateᚋinternalᚋchatᚐMessagePage(ctx, selections, v)
 		},
@@ -364,7 +382,25 @@ func (ec *executionContext) _Conversation_lastMessage(ctx context.Context, field
 		func(ctx context.Context) (any, error) {
 			return ec.resolveBatch_Conversation_lastMessage(ctx, field, obj)
 		},
-		nil,
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNString2string(ctx, "read:chat")
+				if err != nil {
+					var zeroVal *chat.Message
+					return zeroVal, err
+				}
+				if ec.Directives.RequiresScope == nil {
+					var zeroVal *chat.Message
+					return zeroVal, errors.New("directive requiresScope is not implemented")
+				}
+				return ec.Directives.RequiresScope(ctx, obj, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
 		func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
 			return ec.marshalOMessage2ᚖaskgateᚋinternalᚋchatᚐMessage(ctx, selections, v)
 		},

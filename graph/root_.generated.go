@@ -591,9 +591,9 @@ type Conversation implements Node {
     last: Int
     "A cursor: return messages before this one."
     before: String
-  ): MessageConnection!
+  ): MessageConnection! @requiresScope(scope: "read:chat")
   "The most recent message, or null when the conversation is empty."
-  lastMessage: Message
+  lastMessage: Message @requiresScope(scope: "read:chat")
 }
 
 "Who wrote a message."

@@ -11,6 +11,8 @@ package loaders
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/graph-gophers/dataloader/v7"
@@ -73,10 +75,26 @@ func New(cfg Config, viewerID string) *Loaders {
 }
 
 func newLoader[K comparable, V any](fn dataloader.BatchFunc[K, V], wait time.Duration) *dataloader.Loader[K, V] {
-	return dataloader.NewBatchedLoader(fn,
+	return dataloader.NewBatchedLoader(guard(fn),
 		dataloader.WithWait[K, V](wait),
 		dataloader.WithBatchCapacity[K, V](maxBatch),
 	)
+}
+
+// guard turns a panic in a batch function into an internal error for each
+// key, carrying the panic and its stack for the log. (The dataloader would
+// recover it too, but print the stack with the standard logger, apart
+// from the request's log lines and trace id.)
+func guard[K comparable, V any](fn dataloader.BatchFunc[K, V]) dataloader.BatchFunc[K, V] {
+	return func(ctx context.Context, keys []K) (out []*dataloader.Result[V]) {
+		defer func() {
+			if r := recover(); r != nil {
+				cause := fmt.Errorf("panic in a batch function: %v\n%s", r, debug.Stack())
+				out = fail[V](len(keys), chat.Wrap(chat.CodeInternal, cause, "internal server error"))
+			}
+		}()
+		return fn(ctx, keys)
+	}
 }
 
 type ctxKey struct{}

@@ -41,13 +41,9 @@ func (r *conversationResolver) Messages(ctx context.Context, objs []*chat.Conver
 	}
 	pages, err := loadAll(ctx, l.Messages, keys)
 	if selects(ctx, "nodes", "author") || selects(ctx, "edges", "node", "author") {
-		// Ask for all the pages' authors in one batch now, rather than as
-		// each message's author field resolves.
 		for _, p := range pages {
-			for _, m := range p.Messages {
-				if m.Role == chat.RoleUser && m.AuthorID != "" {
-					l.Users.Load(ctx, m.AuthorID)
-				}
+			if p != nil {
+				primeAuthors(ctx, l, p.Messages)
 			}
 		}
 	}
@@ -69,6 +65,9 @@ func (r *conversationResolver) LastMessage(ctx context.Context, objs []*chat.Con
 		if p != nil && len(p.Messages) > 0 {
 			last[i] = p.Messages[0]
 		}
+	}
+	if selects(ctx, "author") {
+		primeAuthors(ctx, l, last)
 	}
 	return last, err
 }

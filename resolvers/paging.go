@@ -8,6 +8,7 @@ import (
 
 	"askgate/graph/model"
 	"askgate/internal/chat"
+	"askgate/loaders"
 )
 
 // selects reports whether the field being resolved selects the sub-field
@@ -56,6 +57,17 @@ func loadAll[K comparable, V any](ctx context.Context, l *dataloader.Loader[K, V
 		return values, errs
 	}
 	return values, nil
+}
+
+// primeAuthors asks the users loader for the authors of msgs now, in one
+// batch, so that each message's author field later finds its user loaded
+// or on its way rather than waiting for a batch of its own.
+func primeAuthors(ctx context.Context, l *loaders.Loaders, msgs []*chat.Message) {
+	for _, m := range msgs {
+		if m != nil && m.Role == chat.RoleUser && m.AuthorID != "" {
+			l.Users.Load(ctx, m.AuthorID)
+		}
+	}
 }
 
 // cursored is an item of a keyset-paged list.

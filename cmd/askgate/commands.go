@@ -43,13 +43,13 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	if *sub == "" {
 		return errors.New("--sub is required")
 	}
-	cfg := &config{JWTSecret: getenv("ASKGATE_JWT_SECRET"), Mode: getenv("ASKGATE_MODE")}
+	cfg := &config{JWTSecret: getenv("ASKGATE_JWT_SECRET"), JWTJWKSURL: getenv("ASKGATE_JWT_JWKS_URL"), Mode: getenv("ASKGATE_MODE")}
 	if cfg.Mode == "" {
 		cfg.Mode = modeDevelopment
 	}
 	secret, _ := cfg.secret()
 	if secret == "" {
-		return errors.New("ASKGATE_JWT_SECRET: needed to mint a token outside development mode")
+		return errors.New("ASKGATE_JWT_SECRET: needed to mint a token (without it the server takes only JWKS tokens, or none outside development mode)")
 	}
 	tok, err := auth.Mint([]byte(secret), auth.MintClaims{
 		Subject: *sub, Scope: *scope, TTL: *ttl, Name: *name, Email: *email,

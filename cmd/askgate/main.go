@@ -15,10 +15,22 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
+// defaultGCPercent is the garbage collector's target when GOGC is not set.
+// A GraphQL response allocates many small short-lived objects (gqlgen's
+// field contexts and marshalers); collecting four times less often than
+// Go's default (100) cut the chat screen's CPU time per request by a
+// fifth in bench/compare.sh, for a heap that stays a few tens of MB.
+// GOGC and GOMEMLIMIT in the environment override it as usual.
+const defaultGCPercent = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {

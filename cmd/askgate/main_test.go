@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -132,10 +133,14 @@ func TestServeDevelopment(t *testing.T) {
 		t.Fatalf("GraphiQL page: status %d, token present %v", res.StatusCode, strings.Contains(string(page), token))
 	}
 
-	// The README's first steps.
-	started := graphql(t, base, token, `mutation { startConversation(input: {title: "My first conversation"}) { conversation { id title } } }`)
+	// The README's queries, as printed there, in order.
+	blocks := readmeQueries(t)
+	if len(blocks) < 3 {
+		t.Fatalf("found %d GraphQL blocks in README.md, want at least 3", len(blocks))
+	}
+	started := graphql(t, base, token, blocks[0])
 	id := started["startConversation"].(map[string]any)["conversation"].(map[string]any)["id"].(string)
-	data := graphql(t, base, token, `{ viewer { id name email } conversations(first: 5) { totalCount nodes { id title owner { name } } } }`)
+	data := graphql(t, base, token, blocks[1])
 	viewer := data["viewer"].(map[string]any)
 	if viewer["name"] != "Dev User" || viewer["email"] != "dev@example.com" {
 		t.Errorf("viewer = %v, want the development user", viewer)
@@ -145,6 +150,23 @@ func TestServeDevelopment(t *testing.T) {
 	if convs["totalCount"].(float64) != 1 || nodes[0].(map[string]any)["id"] != id {
 		t.Errorf("conversations = %v, want the one just started", convs)
 	}
+	for _, q := range blocks[2:] {
+		graphql(t, base, token, q)
+	}
+}
+
+// readmeQueries returns the GraphQL blocks of README.md, in order.
+func readmeQueries(t *testing.T) []string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range regexp.MustCompile("(?s)```graphql\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
+		out = append(out, m[1])
+	}
+	return out
 }
 
 // TestConfigErrorsNameTheVariable: bad configuration fails at start-up

@@ -117,6 +117,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
+	if cfg.DebugAddr != "" {
+		dbg, err := startDebug(ctx, cfg.DebugAddr)
+		if err != nil {
+			return fmt.Errorf("ASKGATE_DEBUG_ADDR: %w", err)
+		}
+		defer dbg.Close()
+		log.Info("profiler listening", slog.String("addr", cfg.DebugAddr))
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("ASKGATE_ADDR: %w", err)
@@ -139,15 +147,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	} else {
 		fmt.Fprintf(stdout, "askgate is running: %s/graphql\n", url)
-	}
-
-	if cfg.DebugAddr != "" {
-		dbg, err := startDebug(ctx, cfg.DebugAddr)
-		if err != nil {
-			return fmt.Errorf("ASKGATE_DEBUG_ADDR: %w", err)
-		}
-		defer dbg.Close()
-		log.Info("profiler listening", slog.String("addr", cfg.DebugAddr))
 	}
 
 	errc := make(chan error, 1)

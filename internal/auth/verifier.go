@@ -280,6 +280,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Viewer, error) {
 	if c.Subject == "" {
 		return nil, unauthenticated("invalid token", errors.New("token has no subject"))
 	}
+	if !chat.ValidID(c.Subject) {
+		return nil, unauthenticated("invalid token", errors.New("token subject is not a valid user id"))
+	}
 	vw := &Viewer{
 		ID:     c.Subject,
 		Name:   c.Name,

@@ -47,9 +47,6 @@ const (
 	RoleAssistant Role = "ASSISTANT"
 )
 
-// Valid reports whether r is one of the known roles.
-func (r Role) Valid() bool { return r == RoleUser || r == RoleAssistant }
-
 // Status is the lifecycle state of a message. Questions are COMPLETE when
 // stored; answers start STREAMING and end COMPLETE, FAILED or CANCELLED.
 type Status string
@@ -61,15 +58,6 @@ const (
 	StatusFailed    Status = "FAILED"
 	StatusCancelled Status = "CANCELLED"
 )
-
-// Valid reports whether s is one of the known states.
-func (s Status) Valid() bool {
-	switch s {
-	case StatusStreaming, StatusComplete, StatusFailed, StatusCancelled:
-		return true
-	}
-	return false
-}
 
 // TokenUsage counts the LLM tokens an answer consumed.
 type TokenUsage struct {

@@ -3,6 +3,7 @@ package chat
 import (
 	"encoding/base64"
 	"strings"
+	"unicode/utf8"
 )
 
 // Kind names the type of object a global id refers to.
@@ -30,7 +31,7 @@ func DecodeNodeID(gid string) (Kind, string, error) {
 		return "", "", ErrNotFound
 	}
 	kind, id, ok := strings.Cut(string(raw), ":")
-	if !ok || id == "" {
+	if !ok || !ValidID(id) {
 		return "", "", ErrNotFound
 	}
 	switch k := Kind(kind); k {
@@ -47,6 +48,25 @@ func DecodeNodeIDOf(want Kind, gid string) (string, error) {
 		return "", ErrNotFound
 	}
 	return id, nil
+}
+
+// MaxIDLength bounds a local id (a user's token subject, or a store id).
+const MaxIDLength = 256
+
+// ValidID reports whether id can name an object: non-empty, at most
+// MaxIDLength bytes of valid UTF-8 without control characters. Ids that
+// come from clients (global ids, cursors, token subjects) are checked with
+// it before they reach a store, where such bytes are not valid text.
+func ValidID(id string) bool {
+	if id == "" || len(id) > MaxIDLength || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Node is implemented by every object that has a global id.

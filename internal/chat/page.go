@@ -39,6 +39,13 @@ func (c Cursor) Encode(k Kind) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(s))
 }
 
+// The times a cursor may hold: years 1 to 9999, which every store can
+// compare with.
+var (
+	minCursorMicros = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	maxCursorMicros = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()
+)
+
 // DecodeCursor parses a cursor made by Encode for a list of kind k. A cursor
 // that is not one gives a BAD_USER_INPUT error.
 func DecodeCursor(k Kind, s string) (Cursor, error) {
@@ -48,11 +55,11 @@ func DecodeCursor(k Kind, s string) (Cursor, error) {
 		return Cursor{}, bad
 	}
 	parts := strings.SplitN(string(raw), ":", 3)
-	if len(parts) != 3 || parts[0] != cursorPrefix(k) || parts[2] == "" {
+	if len(parts) != 3 || parts[0] != cursorPrefix(k) || !ValidID(parts[2]) {
 		return Cursor{}, bad
 	}
 	us, err := strconv.ParseInt(parts[1], 36, 64)
-	if err != nil {
+	if err != nil || us < minCursorMicros || us > maxCursorMicros {
 		return Cursor{}, bad
 	}
 	return Cursor{Time: time.UnixMicro(us).UTC(), ID: parts[2]}, nil
@@ -164,7 +171,6 @@ func Finish[T any](p Page, rows []T) ([]T, PageInfo) {
 
 // ConversationPage is one page of a user's conversations.
 type ConversationPage struct {
-	OwnerID       string
 	Conversations []*Conversation
 	PageInfo      PageInfo
 }

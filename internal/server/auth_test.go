@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -17,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"askgate/internal/auth"
+	"askgate/internal/chat"
 )
 
 // jwksServer serves the public half of key as a JWKS with kid "k1".
@@ -100,6 +102,7 @@ func TestBadTokensAreRefusedBeforeAnythingRuns(t *testing.T) {
 		{"wrong iss", "Bearer " + sign(t, jwt.SigningMethodHS256, testSecret, with("iss", "https://evil.example"), nil)},
 		{"wrong aud", "Bearer " + sign(t, jwt.SigningMethodHS256, testSecret, with("aud", "someone-else"), nil)},
 		{"no sub", "Bearer " + sign(t, jwt.SigningMethodHS256, testSecret, without("sub"), nil)},
+		{"sub with a NUL", "Bearer " + sign(t, jwt.SigningMethodHS256, testSecret, with("sub", "ali\x00ce"), nil)},
 		{"garbage", "Bearer not.a.jwt"},
 		{"empty bearer", "Bearer "},
 		{"basic scheme", "Basic YWxpY2U6c2VjcmV0"},
@@ -174,9 +177,34 @@ func TestReadScopeCannotWrite(t *testing.T) {
 		t.Errorf("after refused writes: %+v, want the one conversation, unchanged", list.Conversations)
 	}
 
-	// And a token with write:chat only cannot read.
-	r := e.post("Bearer "+e.token("alice", auth.ScopeWrite), `{ conversations { totalCount } }`, nil)
+	// And a token with write:chat only cannot read: neither at the root
+	// nor through what a mutation returns.
+	if err := e.Store.AddMessages(context.Background(), "alice", &chat.Message{
+		ConversationID: mustLocal(t, id), Role: chat.RoleUser, AuthorID: "alice", Content: "secret question", Status: chat.StatusComplete,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	writeOnly := "Bearer " + e.token("alice", auth.ScopeWrite)
+	r := e.post(writeOnly, `{ conversations { totalCount } }`, nil)
 	if got := r.codes(); len(got) != 1 || got[0] != "FORBIDDEN" {
 		t.Errorf("write-only read: codes = %v, want [FORBIDDEN]", got)
 	}
+	r = e.post(writeOnly, `mutation($id: ID!) { renameConversation(input: {id: $id, title: "mine"}) {
+		id lastMessage { content } messages { nodes { content } } } }`, map[string]any{"id": id})
+	if strings.Contains(string(r.Body), "secret question") {
+		t.Errorf("a write-only token read messages through a mutation: %s", r.Body)
+	}
+	if got := r.codes(); len(got) == 0 || got[0] != "FORBIDDEN" {
+		t.Errorf("write-only nested read: codes = %v, want FORBIDDEN", got)
+	}
+}
+
+// mustLocal returns the local id of a conversation's global id.
+func mustLocal(t *testing.T, gid string) string {
+	t.Helper()
+	id, err := chat.DecodeNodeIDOf(chat.KindConversation, gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

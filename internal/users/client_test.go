@@ -305,7 +305,7 @@ func TestClientBadResponses(t *testing.T) {
 
 func TestClientBreaker(t *testing.T) {
 	srv := userstest.NewServer(t, people(3)...)
-	c := newClient(t, srv.URL, users.Options{BreakerFailures: 3, BreakerTimeout: 200 * time.Millisecond})
+	c := newClient(t, srv.URL, users.Options{BreakerFailures: 3, BreakerTimeout: time.Second})
 	ctx := t.Context()
 
 	srv.SetFailure(http.StatusInternalServerError)
@@ -327,7 +327,7 @@ func TestClientBreaker(t *testing.T) {
 	}
 
 	// Half-open after the timeout: a failed trial opens it again.
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	_, err := c.UsersByID(ctx, []string{"u1"})
 	checkUnavailable(t, err)
 	if got := srv.Calls(); got != 4 {
@@ -341,7 +341,7 @@ func TestClientBreaker(t *testing.T) {
 
 	// The service recovers: the next trial closes the breaker.
 	srv.SetFailure(0)
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	for i := range 5 {
 		got, err := c.UsersByID(ctx, []string{"u1"})
 		if err != nil {

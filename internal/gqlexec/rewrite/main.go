@@ -31,15 +31,24 @@ var replacements = []struct{ from, to string }{
 const importPath = "askgate/internal/gqlexec"
 
 func main() {
+	used := make(map[string]bool)
 	for _, name := range os.Args[1:] {
-		if err := rewrite(name); err != nil {
+		if err := rewrite(name, used); err != nil {
 			fmt.Fprintln(os.Stderr, "rewrite:", err)
+			os.Exit(1)
+		}
+	}
+	// A pattern found nowhere means gqlgen changed what it generates: stop
+	// rather than silently leave its slow path in place.
+	for _, r := range replacements {
+		if !used[r.from] {
+			fmt.Fprintf(os.Stderr, "rewrite: %q is in none of the files; has gqlgen changed its output?\n", r.from)
 			os.Exit(1)
 		}
 	}
 }
 
-func rewrite(name string) error {
+func rewrite(name string, used map[string]bool) error {
 	src, err := os.ReadFile(name)
 	if err != nil {
 		return err
@@ -51,7 +60,7 @@ func rewrite(name string) error {
 	for _, r := range replacements {
 		if bytes.Contains(src, []byte(r.from)) {
 			src = bytes.ReplaceAll(src, []byte(r.from), []byte(r.to))
-			changed = true
+			changed, used[r.from] = true, true
 		}
 	}
 	if !changed {

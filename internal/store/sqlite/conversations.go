@@ -120,7 +120,7 @@ func (s *Store) ListConversations(ctx context.Context, owner string, p chat.Page
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list conversations: %w", err)
 	}
-	page := &chat.ConversationPage{OwnerID: owner}
+	page := &chat.ConversationPage{}
 	page.Conversations, page.PageInfo = chat.Finish(p, cs)
 	return page, nil
 }

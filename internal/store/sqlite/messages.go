@@ -122,20 +122,23 @@ func (r *messageRow) scan(rows *sql.Rows) (*chat.Message, error) {
 	return m, nil
 }
 
-// role returns the constant equal to s, so that rows share it.
+// role returns the constant equal to s, so that rows share its string
+// instead of each holding a copy.
 func role(s string) chat.Role {
-	switch r := chat.Role(s); r {
-	case chat.RoleUser, chat.RoleAssistant:
-		return r
+	for _, r := range []chat.Role{chat.RoleUser, chat.RoleAssistant} {
+		if s == string(r) {
+			return r
+		}
 	}
 	return chat.Role(s)
 }
 
-// status returns the constant equal to s, so that rows share it.
+// status returns the constant equal to s, so that rows share its string.
 func status(s string) chat.Status {
-	switch st := chat.Status(s); st {
-	case chat.StatusStreaming, chat.StatusComplete, chat.StatusFailed, chat.StatusCancelled:
-		return st
+	for _, st := range []chat.Status{chat.StatusStreaming, chat.StatusComplete, chat.StatusFailed, chat.StatusCancelled} {
+		if s == string(st) {
+			return st
+		}
 	}
 	return chat.Status(s)
 }
