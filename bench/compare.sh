@@ -40,7 +40,9 @@ go build -o "$WORK/userservice" ./bench/userservice
 echo "seeding both stores: 25 conversations × 12 messages for bench-user"
 (cd "$PEER_DIR" && PG=$PG node peer-yoga.mjs seed bench-user)
 psql -q "$PG" -c 'DROP SCHEMA IF EXISTS askgate_bench CASCADE; CREATE SCHEMA askgate_bench' >/dev/null
-ASKGATE_DB="$PG?search_path=askgate_bench"
+# Plain TCP to PostgreSQL, as node-postgres uses by default (pgx would
+# otherwise negotiate TLS with the local server).
+ASKGATE_DB="$PG?search_path=askgate_bench&sslmode=disable"
 "$WORK/askgate" seed --database-url "$ASKGATE_DB" --sub bench-user --conversations 25 --pairs 6 >/dev/null
 TOKEN=$(ASKGATE_JWT_SECRET=$SECRET "$WORK/askgate" token --sub bench-user --ttl 2h)
 
