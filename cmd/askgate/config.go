@@ -38,6 +38,7 @@ type config struct {
 	ShutdownTimeout    time.Duration
 	LoaderWait         time.Duration
 	DebugAddr          string
+	RequestTimeout     time.Duration
 }
 
 // setting ties a configuration field to its variable and flag.
@@ -75,6 +76,7 @@ var settings = []setting{
 	{"ASKGATE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *config) *string { return &c.LogLevel })},
 	{"ASKGATE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long a graceful shutdown may take", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"ASKGATE_LOADER_WAIT", "loader-wait", "1ms", "dataloader batch window", duration(func(c *config) *time.Duration { return &c.LoaderWait })},
+	{"ASKGATE_REQUEST_TIMEOUT", "request-timeout", "30s", "longest a query or mutation may run (subscriptions are exempt)", duration(func(c *config) *time.Duration { return &c.RequestTimeout })},
 	{"ASKGATE_DEBUG_ADDR", "debug-addr", "", "listen address of the pprof profiler; empty = off (keep it private)", str(func(c *config) *string { return &c.DebugAddr })},
 }
 
@@ -122,6 +124,9 @@ func (c *config) check() error {
 	}
 	if err := checkHTTPURL(c.UserServiceURL); err != nil {
 		return fmt.Errorf("ASKGATE_USER_SERVICE_URL: %w", err)
+	}
+	if c.RequestTimeout == 0 {
+		return errors.New("ASKGATE_REQUEST_TIMEOUT: must be positive")
 	}
 	if c.UserServiceTimeout == 0 {
 		return errors.New("ASKGATE_USER_SERVICE_TIMEOUT: must be positive")

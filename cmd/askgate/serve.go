@@ -105,6 +105,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Tracer:      tp.Tracer("askgate"),
 		Development: cfg.Mode == modeDevelopment,
 		LoaderWait:  cfg.LoaderWait,
+
+		RequestTimeout: cfg.RequestTimeout,
 	}
 	if deps.Development && secret != "" {
 		deps.DevToken, err = auth.Mint([]byte(secret), auth.MintClaims{

@@ -30,10 +30,18 @@ const queryCacheSize = 1000
 func (s *Server) graphqlHandler() http.Handler {
 	srv := handler.New(resolvers.NewSchema(s.resolver()))
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(httpTransport{})
+	timeout := s.deps.RequestTimeout
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
+	}
+	srv.AddTransport(httpTransport{timeout: timeout})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](queryCacheSize))
 	if s.deps.Development {
 		srv.Use(extension.Introspection{})
+	} else {
+		// Suggestions ("Did you mean …?") would reveal the schema that
+		// production keeps to itself by turning introspection off.
+		srv.SetDisableSuggestion(true)
 	}
 	srv.SetErrorPresenter(s.presentError)
 	srv.SetRecoverFunc(s.recoverPanic)

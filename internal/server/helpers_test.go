@@ -48,6 +48,8 @@ type envOptions struct {
 	store      chat.Store   // default: a fresh SQLite store
 	authConfig *auth.Config // default: HS256 with testSecret
 	userOpts   users.Options
+	production bool
+	timeout    time.Duration
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
@@ -84,7 +86,9 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		Auth:        verifier,
 		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Tracer:      tp.Tracer("test"),
-		Development: true,
+		Development: !opts.production,
+
+		RequestTimeout: opts.timeout,
 	})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.MaxHeaderBytes = 2 << 20

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"askgate/internal/chat"
 	"askgate/internal/demo"
@@ -99,5 +100,33 @@ func TestForgedIDsOnPostgres(t *testing.T) {
 	}
 	if l := e.Logs.lines("request error"); len(l) > 0 {
 		t.Errorf("forged ids reached the store and failed there: %v", l)
+	}
+}
+
+// hangingStore never answers a list of conversations until its caller
+// gives up.
+type hangingStore struct{ chat.Store }
+
+func (hangingStore) ListConversations(ctx context.Context, _ string, _ chat.Page) (*chat.ConversationPage, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestRequestTimeout: a query that runs past the request timeout is cut
+// off and answered with an error; the server serves the next one.
+func TestRequestTimeout(t *testing.T) {
+	e := newEnv(t, envOptions{store: hangingStore{newSQLiteStore(t)}, timeout: 200 * time.Millisecond})
+	done := make(chan *response, 1)
+	go func() { done <- e.post("Bearer "+e.token("alice"), `{ conversations { totalCount } }`, nil) }()
+	select {
+	case r := <-done:
+		if len(r.Errors) == 0 || internals.Match(r.Body) {
+			t.Errorf("timed-out query: %s, want a masked error", r.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the query was not cut off by the request timeout")
+	}
+	if r := e.post("Bearer "+e.token("alice"), `{ viewer { name } }`, nil); len(r.Errors) > 0 {
+		t.Errorf("after a timeout: %+v", r.Errors)
 	}
 }

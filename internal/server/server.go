@@ -42,14 +42,22 @@ type Deps struct {
 	// Tracer starts a span for every request, continuing the trace of an
 	// incoming traceparent header. Nil means a tracer that only propagates.
 	Tracer trace.Tracer
-	// Development enables introspection and GraphiQL and shows DevToken
-	// in GraphiQL's headers.
+	// Development enables introspection, GraphiQL and "did you mean"
+	// suggestions in validation errors, and shows DevToken in GraphiQL's
+	// headers. Production (false) has none of them.
 	Development bool
 	// DevToken is the bearer token GraphiQL starts with in development.
 	DevToken string
 	// LoaderWait is the dataloaders' batch window; zero means the default.
 	LoaderWait time.Duration
+	// RequestTimeout bounds a query or mutation; zero means
+	// DefaultRequestTimeout. Subscriptions are exempt.
+	RequestTimeout time.Duration
 }
+
+// DefaultRequestTimeout bounds a query or mutation when
+// Deps.RequestTimeout is zero.
+const DefaultRequestTimeout = 30 * time.Second
 
 // Server is askgate's HTTP handler.
 type Server struct {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -32,7 +34,10 @@ const maxBodyBytes = 2 << 20
 // encoding/json, which re-scans (compacts) the whole already-encoded data
 // — a tenth of the CPU time of a 58 kB chat screen — and because askgate
 // needs the specification's status codes and media types exactly.
-type httpTransport struct{}
+type httpTransport struct {
+	// timeout bounds each operation.
+	timeout time.Duration
+}
 
 var _ graphql.Transport = httpTransport{}
 
@@ -46,7 +51,7 @@ func (httpTransport) Supports(r *http.Request) bool {
 }
 
 // Do runs one operation.
-func (httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	media, ok := negotiate(r.Header.Get("Accept"))
 	if !ok {
 		writeErrors(w, http.StatusNotAcceptable, "the response can only be "+mediaGraphQLResponse+" or "+mediaJSON, "BAD_REQUEST")
@@ -61,7 +66,8 @@ func (httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
 
-	ctx := r.Context()
+	ctx, cancel := context.WithTimeout(r.Context(), t.timeout)
+	defer cancel()
 	rc, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)

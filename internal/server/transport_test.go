@@ -93,3 +93,30 @@ func TestGraphQLOverHTTP(t *testing.T) {
 		t.Errorf("totalCount = %d after refused requests, want 0", list.Conversations.TotalCount)
 	}
 }
+
+// TestProductionMode: no introspection, no "did you mean" suggestions and
+// no GraphiQL in production; development has all three.
+func TestProductionMode(t *testing.T) {
+	for _, production := range []bool{false, true} {
+		e := newEnv(t, envOptions{production: production})
+		authz := "Bearer " + e.token("alice")
+
+		r := e.post(authz, `{ __schema { queryType { name } } }`, nil)
+		if introspected := len(r.Errors) == 0; introspected == production {
+			t.Errorf("production %v: introspection answered %v (%s)", production, introspected, r.Body)
+		}
+		r = e.post(authz, `{ conversation { titel } }`, nil)
+		if suggested := strings.Contains(string(r.Body), "Did you mean"); suggested == production {
+			t.Errorf("production %v: suggestions shown %v (%s)", production, suggested, r.Body)
+		}
+		res, err := http.Get(e.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if served := res.StatusCode == 200 && strings.Contains(string(page), "graphiql"); served == production {
+			t.Errorf("production %v: GraphiQL served %v (status %d)", production, served, res.StatusCode)
+		}
+	}
+}
