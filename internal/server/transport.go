@@ -63,6 +63,10 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		writeResponse(w, media, status, &graphql.Response{Errors: gqlerror.List{requestError(err.Error())}})
 		return
 	}
+	if strings.TrimSpace(params.Query) == "" && !namesStoredOperation(params) {
+		writeResponse(w, media, http.StatusBadRequest, &graphql.Response{Errors: gqlerror.List{requestError("the request has no query")}})
+		return
+	}
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
 
@@ -160,6 +164,15 @@ func readParams(w http.ResponseWriter, r *http.Request) (*graphql.RawParams, int
 		return nil, http.StatusBadRequest, errors.New("the request body is not a JSON object with a query")
 	}
 	return params, 0, nil
+}
+
+// namesStoredOperation reports whether a request without a query names a
+// stored one instead: an automatic persisted query hash or a trusted
+// document id, which the persisted query extensions resolve.
+func namesStoredOperation(p *graphql.RawParams) bool {
+	_, apq := p.Extensions["persistedQuery"]
+	_, doc := p.Extensions["documentId"]
+	return apq || doc
 }
 
 // decodeJSON decodes one JSON value, keeping numbers exact.

@@ -34,6 +34,7 @@ func TestGraphQLOverHTTP(t *testing.T) {
 		{"wrong variable type", "POST", "/graphql", "application/json", "application/graphql-response+json", post(`{"query":"query($n: Int) { conversations(first: $n) { totalCount } }","variables":{"n":"ten"}}`), 400, "application/graphql-response+json", "GRAPHQL_VALIDATION_FAILED", false},
 		{"text/plain body", "POST", "/graphql", "text/plain", "", post(`{"query":"{ conversations { totalCount } }"}`), 415, "application/json", "BAD_REQUEST", false},
 		{"array batch", "POST", "/graphql", "application/json", "", post(`[{"query":"{ conversations { totalCount } }"}]`), 400, "application/json", "BAD_REQUEST", false},
+		{"no query", "POST", "/graphql", "application/json", "", post(`{"qeury":"{ conversations { totalCount } }"}`), 400, "application/json", "BAD_REQUEST", false},
 		{"bad JSON", "POST", "/graphql", "application/json", "", post(`{"query":`), 400, "application/json", "BAD_REQUEST", false},
 		{"3 MB body", "POST", "/graphql", "application/json", "", post(`{"query":"{ conversations { totalCount } }","x":"` + strings.Repeat("x", 3<<20) + `"}`), 413, "application/json", "BAD_REQUEST", false},
 		{"unacceptable Accept", "POST", "/graphql", "application/json", "text/html", post(`{"query":"{ conversations { totalCount } }"}`), 406, "application/json", "BAD_REQUEST", false},
