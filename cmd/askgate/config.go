@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"askgate/internal/auth"
 )
@@ -39,6 +42,9 @@ type config struct {
 	LoaderWait         time.Duration
 	DebugAddr          string
 	RequestTimeout     time.Duration
+	RedisURL           string
+	PersistedQueries   string
+	PersistedOnly      bool
 }
 
 // setting ties a configuration field to its variable and flag.
@@ -62,6 +68,17 @@ func duration(dst func(*config) *time.Duration) func(*config, string) error {
 	}
 }
 
+func boolean(dst func(*config) *bool) func(*config, string) error {
+	return func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*dst(c) = b
+		return nil
+	}
+}
+
 // settings lists every setting of askgate serve.
 var settings = []setting{
 	{"ASKGATE_ADDR", "addr", ":8080", "listen address", str(func(c *config) *string { return &c.Addr })},
@@ -76,6 +93,9 @@ var settings = []setting{
 	{"ASKGATE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *config) *string { return &c.LogLevel })},
 	{"ASKGATE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long a graceful shutdown may take", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"ASKGATE_LOADER_WAIT", "loader-wait", "1ms", "dataloader batch window", duration(func(c *config) *time.Duration { return &c.LoaderWait })},
+	{"ASKGATE_REDIS_URL", "redis-url", "", "redis://… for state shared by every instance (persisted queries); empty = in-process", str(func(c *config) *string { return &c.RedisURL })},
+	{"ASKGATE_PERSISTED_QUERIES", "persisted-queries", "", "path of a trusted-documents manifest (Apollo's or a sha256→document map); reloaded on SIGHUP", str(func(c *config) *string { return &c.PersistedQueries })},
+	{"ASKGATE_PERSISTED_ONLY", "persisted-only", "false", "true: run only operations in the manifest", boolean(func(c *config) *bool { return &c.PersistedOnly })},
 	{"ASKGATE_REQUEST_TIMEOUT", "request-timeout", "30s", "longest a query or mutation may run (subscriptions are exempt)", duration(func(c *config) *time.Duration { return &c.RequestTimeout })},
 	{"ASKGATE_DEBUG_ADDR", "debug-addr", "", "listen address of the pprof profiler; empty = off (keep it private)", str(func(c *config) *string { return &c.DebugAddr })},
 }
@@ -124,6 +144,14 @@ func (c *config) check() error {
 	}
 	if err := checkHTTPURL(c.UserServiceURL); err != nil {
 		return fmt.Errorf("ASKGATE_USER_SERVICE_URL: %w", err)
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			return fmt.Errorf("ASKGATE_REDIS_URL: %v", err)
+		}
+	}
+	if c.PersistedOnly && c.PersistedQueries == "" {
+		return errors.New("ASKGATE_PERSISTED_ONLY: needs a manifest in ASKGATE_PERSISTED_QUERIES")
 	}
 	if c.RequestTimeout == 0 {
 		return errors.New("ASKGATE_REQUEST_TIMEOUT: must be positive")

@@ -13,10 +13,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"askgate/internal/auth"
 	"askgate/internal/chat"
+	"askgate/internal/protect"
 	"askgate/internal/server"
 	"askgate/internal/store"
 	"askgate/internal/users"
@@ -97,6 +99,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 	defer tp.Shutdown(context.Background())
 
+	var rdb *redis.Client
+	if cfg.RedisURL != "" {
+		opts, _ := redis.ParseURL(cfg.RedisURL) // checked by parseConfig
+		// Fail fast when Redis is down: every use of it has a fallback.
+		opts.DialTimeout, opts.MaxRetries, opts.DialerRetries = time.Second, 1, 1
+		rdb = redis.NewClient(opts)
+		defer rdb.Close()
+	}
 	deps := server.Deps{
 		Store:       st,
 		Users:       dir,
@@ -107,6 +117,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		LoaderWait:  cfg.LoaderWait,
 
 		RequestTimeout: cfg.RequestTimeout,
+	}
+	if rdb != nil {
+		deps.Redis = redisPinger{rdb}
+		deps.APQ = protect.NewAPQRedisStore(rdb, protect.APQRedisOptions{})
+	}
+	if cfg.PersistedQueries != "" {
+		deps.Trusted, err = protect.NewTrusted(cfg.PersistedQueries, cfg.PersistedOnly, log)
+		if err != nil {
+			return fmt.Errorf("ASKGATE_PERSISTED_QUERIES: %w", err)
+		}
+		watching := deps.Trusted.WatchSIGHUP(ctx)
+		defer func() { <-watching }()
 	}
 	if deps.Development && secret != "" {
 		deps.DevToken, err = auth.Mint([]byte(secret), auth.MintClaims{
@@ -200,3 +222,8 @@ func startDebug(ctx context.Context, addr string) (*http.Server, error) {
 	go func() { _ = srv.Serve(ln) }()
 	return srv, nil
 }
+
+// redisPinger reports whether Redis answers, for /readyz.
+type redisPinger struct{ c *redis.Client }
+
+func (p redisPinger) Ping(ctx context.Context) error { return p.c.Ping(ctx).Err() }

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -18,9 +19,20 @@ import (
 
 	"askgate/internal/auth"
 	"askgate/internal/chat"
+	"askgate/internal/protect"
 	"askgate/loaders"
 	"askgate/resolvers"
 )
+
+func init() {
+	// Refusals of the request itself are protocol errors: 400 under
+	// application/graphql-response+json. An unknown APQ hash stays a
+	// plain error (200), as Apollo clients expect before they resend the
+	// query.
+	for _, code := range []string{protect.CodePersistedQueryNotInList, protect.CodePersistedQueryHashMismatch, "BAD_REQUEST"} {
+		errcode.RegisterErrorType(code, errcode.KindProtocol)
+	}
+}
 
 // queryCacheSize is how many parsed and validated documents are kept, so
 // that a repeated query is neither parsed nor validated again.
@@ -36,6 +48,15 @@ func (s *Server) graphqlHandler() http.Handler {
 	}
 	srv.AddTransport(httpTransport{timeout: timeout})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](queryCacheSize))
+	// Trusted documents first, so that a manifest id is never taken for an
+	// unknown APQ hash and persisted-only mode cannot be bypassed by
+	// registering a query through APQ.
+	if s.deps.Trusted != nil {
+		srv.Use(s.deps.Trusted)
+	}
+	if apq := s.apqStore(); apq != nil {
+		srv.Use(protect.NewAPQ(apq, s.log))
+	}
 	if s.deps.Development {
 		srv.Use(extension.Introspection{})
 	} else {
@@ -47,6 +68,19 @@ func (s *Server) graphqlHandler() http.Handler {
 	srv.SetRecoverFunc(s.recoverPanic)
 	srv.AroundOperations(s.aroundOperation)
 	return srv
+}
+
+// apqStore returns the configured APQ store, or an in-process one.
+func (s *Server) apqStore() protect.APQStore {
+	if s.deps.APQ != nil {
+		return s.deps.APQ
+	}
+	st, err := protect.NewAPQMemoryStore(protect.APQMemoryOptions{})
+	if err != nil { // not with the default options
+		s.log.Error("automatic persisted queries are off", slog.String("error", err.Error()))
+		return nil
+	}
+	return st
 }
 
 // aroundOperation gives each operation its own dataloaders, scoped to the

@@ -14,7 +14,8 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// handleReadyz reports whether the server can serve: its store answers.
+// handleReadyz reports whether the server can serve: its store and, when
+// configured, Redis answer.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -25,6 +26,15 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 			slog.String("check", "store"), slog.String("error", err.Error()))
 		checks["store"] = "unavailable"
 		status = http.StatusServiceUnavailable
+	}
+	if s.deps.Redis != nil {
+		checks["redis"] = "ok"
+		if err := s.deps.Redis.Ping(ctx); err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "readiness check failed",
+				slog.String("check", "redis"), slog.String("error", err.Error()))
+			checks["redis"] = "unavailable"
+			status = http.StatusServiceUnavailable
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -18,6 +18,7 @@ import (
 
 	"askgate/internal/auth"
 	"askgate/internal/chat"
+	"askgate/internal/protect"
 	"askgate/internal/server"
 	"askgate/internal/store/sqlite"
 	"askgate/internal/users"
@@ -50,6 +51,8 @@ type envOptions struct {
 	userOpts   users.Options
 	production bool
 	timeout    time.Duration
+	apq        protect.APQStore
+	trusted    *protect.Trusted
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
@@ -89,6 +92,8 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		Development: !opts.production,
 
 		RequestTimeout: opts.timeout,
+		APQ:            opts.apq,
+		Trusted:        opts.trusted,
 	})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.MaxHeaderBytes = 2 << 20
@@ -287,4 +292,29 @@ func (b *syncBuffer) lines(msg string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// rawRequest sends a request as alice (with both scopes), with a JSON body
+// when body is not "", and decodes the response.
+func (e *env) rawRequest(method, target, body, accept string) *response {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.URL+target, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.token("alice"))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := &response{Status: res.StatusCode, Header: res.Header, Body: raw}
+	if err := json.Unmarshal(raw, r); err != nil {
+		e.t.Fatalf("response %d %q is not JSON: %v", res.StatusCode, raw, err)
+	}
+	return r
 }

@@ -17,6 +17,7 @@ import (
 
 	"askgate/internal/auth"
 	"askgate/internal/chat"
+	"askgate/internal/protect"
 	"askgate/loaders"
 	"askgate/resolvers"
 )
@@ -53,6 +54,15 @@ type Deps struct {
 	// RequestTimeout bounds a query or mutation; zero means
 	// DefaultRequestTimeout. Subscriptions are exempt.
 	RequestTimeout time.Duration
+	// APQ stores automatic persisted queries (Redis, shared by every
+	// instance, when configured). Nil means an in-process LRU.
+	APQ protect.APQStore
+	// Trusted holds the trusted documents manifest, when one is
+	// configured; in persisted-only mode nothing else runs.
+	Trusted *protect.Trusted
+	// Redis, when set, is the shared state whose reachability /readyz
+	// reports.
+	Redis Pinger
 }
 
 // DefaultRequestTimeout bounds a query or mutation when

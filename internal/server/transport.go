@@ -136,6 +136,7 @@ func readParams(w http.ResponseWriter, r *http.Request) (*graphql.RawParams, int
 		q := r.URL.Query()
 		params.Query = q.Get("query")
 		params.OperationName = q.Get("operationName")
+		defer setDocumentID(params, q.Get("documentId"))
 		for name, dst := range map[string]any{"variables": &params.Variables, "extensions": &params.Extensions} {
 			if v := q.Get(name); v != "" {
 				if err := decodeJSON(strings.NewReader(v), dst); err != nil {
@@ -160,10 +161,30 @@ func readParams(w http.ResponseWriter, r *http.Request) (*graphql.RawParams, int
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		return nil, http.StatusBadRequest, errors.New("batched requests are not supported: send one operation per request")
 	}
-	if err := decodeJSON(bytes.NewReader(body), params); err != nil {
+	var withID struct {
+		*graphql.RawParams
+		// DocumentID names a trusted document, as graphql-codegen's
+		// clients send it.
+		DocumentID string `json:"documentId"`
+	}
+	withID.RawParams = params
+	if err := decodeJSON(bytes.NewReader(body), &withID); err != nil {
 		return nil, http.StatusBadRequest, errors.New("the request body is not a JSON object with a query")
 	}
+	setDocumentID(params, withID.DocumentID)
 	return params, 0, nil
+}
+
+// setDocumentID passes a request's top-level documentId on to the trusted
+// documents extension, which reads it from the extensions.
+func setDocumentID(p *graphql.RawParams, id string) {
+	if id == "" {
+		return
+	}
+	if p.Extensions == nil {
+		p.Extensions = make(map[string]any)
+	}
+	p.Extensions["documentId"] = id
 }
 
 // namesStoredOperation reports whether a request without a query names a
