@@ -592,6 +592,7 @@ type Conversation implements Node {
     "A cursor: return messages before this one."
     before: String
   ): MessageConnection! @requiresScope(scope: "read:chat")
+    @listSize(assumedSize: 20, slicingArguments: ["first", "last"], sizedFields: ["edges", "nodes"])
   "The most recent message, or null when the conversation is empty."
   lastMessage: Message @requiresScope(scope: "read:chat")
 }
@@ -709,6 +710,7 @@ extend type Query {
     "A cursor: return conversations before this one."
     before: String
   ): ConversationConnection! @requiresScope(scope: "read:chat")
+    @listSize(assumedSize: 20, slicingArguments: ["first", "last"], sizedFields: ["edges", "nodes"])
 
   """
   One of the viewer's conversations. Another user's conversation, like a
@@ -741,14 +743,14 @@ input RenameConversationInput {
 type Mutation {
   "Starts a new conversation owned by the viewer."
   startConversation(input: StartConversationInput!): StartConversationPayload!
-    @requiresScope(scope: "write:chat")
+    @requiresScope(scope: "write:chat") @cost(weight: 10)
 
   """
   Renames one of the viewer's conversations. Another user's conversation,
   like a missing one, gives a ` + "`" + `NOT_FOUND` + "`" + ` error and changes nothing.
   """
   renameConversation(input: RenameConversationInput!): Conversation!
-    @requiresScope(scope: "write:chat")
+    @requiresScope(scope: "write:chat") @cost(weight: 10)
 
   """
   Deletes one of the viewer's conversations with all its messages and
@@ -756,7 +758,7 @@ type Mutation {
   ` + "`" + `NOT_FOUND` + "`" + ` error and changes nothing.
   """
   deleteConversation("The conversation's global id." id: ID!): ID!
-    @requiresScope(scope: "write:chat")
+    @requiresScope(scope: "write:chat") @cost(weight: 10)
 }
 `, BuiltIn: false},
 	{Name: "../schema/directives.graphqls", Input: `"""
@@ -774,6 +776,43 @@ An instant in time, as an ISO 8601 / RFC 3339 string in UTC with up to
 microsecond precision, e.g. ` + "`" + `2026-11-25T17:01:11.123456Z` + "`" + `.
 """
 scalar DateTime
+
+"""
+The static cost of a field, after the IBM GraphQL Cost Directive
+specification. askgate adds up the cost of every operation before running
+it, refuses one over the maximum with ` + "`" + `COST_LIMIT` + "`" + `, and reports it in the
+response's ` + "`" + `extensions.cost.requestedQueryCost` + "`" + `.
+
+Without ` + "`" + `@cost` + "`" + `, a field that returns an object, interface or union costs 1
+and a scalar or enum field costs 0. On a field, the weight replaces that
+default; on a type, it is the default of every field that returns the type;
+on an argument or input field, it is added when the operation gives it a
+value. Writes weigh 10; whatever calls the language model (` + "`" + `ask` + "`" + `, a
+question given to ` + "`" + `startConversation` + "`" + `) weighs 1000.
+"""
+directive @cost(
+  "The cost, a non-negative integer."
+  weight: Int!
+) on FIELD_DEFINITION | OBJECT | ARGUMENT_DEFINITION | INPUT_FIELD_DEFINITION
+
+"""
+How many items a list or connection field returns, after the IBM GraphQL
+Cost Directive specification, so that what is selected inside it costs once
+per item. The size is the largest of the slicing arguments the operation
+gives, else ` + "`" + `assumedSize` + "`" + `; sizes of nested lists multiply.
+"""
+directive @listSize(
+  "The size when the operation gives none of the slicing arguments: the default page size."
+  assumedSize: Int
+  "The arguments that set the size, such as ` + "`" + `first` + "`" + ` and ` + "`" + `last` + "`" + `."
+  slicingArguments: [String!]
+  """
+  The fields of the returned object that hold the items, such as ` + "`" + `edges` + "`" + `
+  and ` + "`" + `nodes` + "`" + ` of a connection: only their cost is multiplied, so that
+  ` + "`" + `pageInfo` + "`" + ` and ` + "`" + `totalCount` + "`" + ` count once. Without it, the whole selection is.
+  """
+  sizedFields: [String!]
+) on FIELD_DEFINITION
 `, BuiltIn: false},
 	{Name: "../schema/node.graphqls", Input: `"""
 An object with a globally unique id. Ids are opaque strings that say the

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"askgate/internal/auth"
+	"askgate/internal/protect"
 )
 
 // devSecret signs tokens in development mode when no secret is configured.
@@ -45,6 +46,7 @@ type config struct {
 	RedisURL           string
 	PersistedQueries   string
 	PersistedOnly      bool
+	Limits             protect.Limits
 }
 
 // setting ties a configuration field to its variable and flag.
@@ -64,6 +66,17 @@ func duration(dst func(*config) *time.Duration) func(*config, string) error {
 			return fmt.Errorf("%q is not a duration such as 2s or 500ms", v)
 		}
 		*dst(c) = d
+		return nil
+	}
+}
+
+func integer(dst func(*config) *int) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q is not a whole number ≥ 0", v)
+		}
+		*dst(c) = n
 		return nil
 	}
 }
@@ -96,6 +109,13 @@ var settings = []setting{
 	{"ASKGATE_REDIS_URL", "redis-url", "", "redis://… for state shared by every instance (persisted queries); empty = in-process", str(func(c *config) *string { return &c.RedisURL })},
 	{"ASKGATE_PERSISTED_QUERIES", "persisted-queries", "", "path of a trusted-documents manifest (Apollo's or a sha256→document map); reloaded on SIGHUP", str(func(c *config) *string { return &c.PersistedQueries })},
 	{"ASKGATE_PERSISTED_ONLY", "persisted-only", "false", "true: run only operations in the manifest", boolean(func(c *config) *bool { return &c.PersistedOnly })},
+	{"ASKGATE_MAX_DEPTH", "max-depth", "10", "deepest operation (MAX_DEPTH_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxDepth })},
+	{"ASKGATE_MAX_ALIASES", "max-aliases", "15", "most aliases in an operation (MAX_ALIASES_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxAliases })},
+	{"ASKGATE_MAX_ROOT_FIELDS", "max-root-fields", "10", "most root fields in an operation (MAX_ROOT_FIELDS_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxRootFields })},
+	{"ASKGATE_MAX_DIRECTIVES", "max-directives", "50", "most directives in an operation (MAX_DIRECTIVES_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxDirectives })},
+	{"ASKGATE_MAX_TOKENS", "max-tokens", "5000", "most lexical tokens in a document (MAX_TOKENS_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxTokens })},
+	{"ASKGATE_MAX_DOCUMENT_BYTES", "max-document-bytes", "102400", "largest document (MAX_DOCUMENT_SIZE_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxDocumentBytes })},
+	{"ASKGATE_MAX_COST", "max-cost", "5000", "highest query cost of one operation (COST_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxCost })},
 	{"ASKGATE_REQUEST_TIMEOUT", "request-timeout", "30s", "longest a query or mutation may run (subscriptions are exempt)", duration(func(c *config) *time.Duration { return &c.RequestTimeout })},
 	{"ASKGATE_DEBUG_ADDR", "debug-addr", "", "listen address of the pprof profiler; empty = off (keep it private)", str(func(c *config) *string { return &c.DebugAddr })},
 }

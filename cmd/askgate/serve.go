@@ -117,6 +117,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		LoaderWait:  cfg.LoaderWait,
 
 		RequestTimeout: cfg.RequestTimeout,
+		Limits:         cfg.Limits,
 	}
 	if rdb != nil {
 		deps.Redis = redisPinger{rdb}

@@ -29,7 +29,8 @@ func init() {
 	// application/graphql-response+json. An unknown APQ hash stays a
 	// plain error (200), as Apollo clients expect before they resend the
 	// query.
-	for _, code := range []string{protect.CodePersistedQueryNotInList, protect.CodePersistedQueryHashMismatch, "BAD_REQUEST"} {
+	codes := append(protect.LimitCodes(), protect.CodePersistedQueryNotInList, protect.CodePersistedQueryHashMismatch, "BAD_REQUEST")
+	for _, code := range codes {
 		errcode.RegisterErrorType(code, errcode.KindProtocol)
 	}
 }
@@ -40,13 +41,14 @@ const queryCacheSize = 1000
 
 // graphqlHandler returns the GraphQL endpoint.
 func (s *Server) graphqlHandler() http.Handler {
-	srv := handler.New(resolvers.NewSchema(s.resolver()))
+	schema := resolvers.NewSchema(s.resolver())
+	srv := handler.New(schema)
 	srv.AddTransport(transport.Options{})
 	timeout := s.deps.RequestTimeout
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
-	srv.AddTransport(httpTransport{timeout: timeout})
+	srv.AddTransport(httpTransport{timeout: timeout, guard: s.operationGuard(schema)})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](queryCacheSize))
 	// Trusted documents first, so that a manifest id is never taken for an
 	// unknown APQ hash and persisted-only mode cannot be bypassed by
@@ -57,6 +59,10 @@ func (s *Server) graphqlHandler() http.Handler {
 	if apq := s.apqStore(); apq != nil {
 		srv.Use(protect.NewAPQ(apq, s.log))
 	}
+	// Once the document is known (sent, or found by id or hash), refuse an
+	// oversized one before the parser sees it.
+	srv.Use(documentGuard{limits: s.deps.Limits})
+	srv.SetParserTokenLimit(s.deps.Limits.ParserTokenLimit())
 	if s.deps.Development {
 		srv.Use(extension.Introspection{})
 	} else {
@@ -109,6 +115,9 @@ func (s *Server) aroundOperation(ctx context.Context, next graphql.OperationHand
 // upstream bodies) go to the log with the request's trace id.
 func (s *Server) presentError(ctx context.Context, err error) *gqlerror.Error {
 	gerr := graphql.DefaultErrorPresenter(ctx, err)
+	if protect.IsTokenLimitError(gerr) {
+		gerr = protect.TokenLimitError(s.deps.Limits.ParserTokenLimit())
+	}
 	var ce *chat.Error
 	switch {
 	case errors.As(err, &ce):
@@ -166,4 +175,38 @@ func (s *Server) logError(ctx context.Context, err error, code chat.Code) {
 		attrs = append(attrs, slog.String("path", fc.Path().String()))
 	}
 	s.log.LogAttrs(ctx, level, "request error", attrs...)
+}
+
+// documentGuard refuses documents over the size or token limits before
+// they are parsed, so that a huge document costs little.
+type documentGuard struct{ limits protect.Limits }
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationParameterMutator
+} = documentGuard{}
+
+func (documentGuard) ExtensionName() string                  { return "DocumentLimits" }
+func (documentGuard) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (g documentGuard) MutateOperationParameters(_ context.Context, p *graphql.RawParams) *gqlerror.Error {
+	if err := protect.CheckSize(p.Query, g.limits); err != nil {
+		return err
+	}
+	return protect.CheckTokens(p.Query, g.limits)
+}
+
+// operationGuard returns the check every transport runs on a parsed and
+// validated operation before executing it: the operation limits, all
+// reported together, and the cost limit. It returns the operation's cost.
+func (s *Server) operationGuard(schema graphql.ExecutableSchema) func(*graphql.OperationContext) (int, gqlerror.List) {
+	limits := s.deps.Limits
+	return func(oc *graphql.OperationContext) (int, gqlerror.List) {
+		errs := limits.Check(oc.Doc, oc.Operation)
+		cost := protect.Cost(schema.Schema(), oc.Doc, oc.Operation, oc.Variables)
+		if err := protect.CheckCost(cost, limits.MaxCost); err != nil {
+			errs = append(errs, err)
+		}
+		return cost, errs
+	}
 }

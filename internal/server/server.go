@@ -60,6 +60,10 @@ type Deps struct {
 	// Trusted holds the trusted documents manifest, when one is
 	// configured; in persisted-only mode nothing else runs.
 	Trusted *protect.Trusted
+	// Limits bound every operation before it executes: depth, aliases,
+	// root fields, directives, tokens, size and cost. The zero value means
+	// protect's defaults.
+	Limits protect.Limits
 	// Redis, when set, is the shared state whose reachability /readyz
 	// reports.
 	Redis Pinger

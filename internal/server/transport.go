@@ -37,6 +37,8 @@ const maxBodyBytes = 2 << 20
 type httpTransport struct {
 	// timeout bounds each operation.
 	timeout time.Duration
+	// guard checks an operation's limits and returns its cost.
+	guard func(*graphql.OperationContext) (int, gqlerror.List)
 }
 
 var _ graphql.Transport = httpTransport{}
@@ -89,8 +91,23 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		})
 		return
 	}
+	cost, errs := t.guard(rc)
+	if len(errs) > 0 {
+		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		writeResponse(w, media, http.StatusBadRequest, withCost(resp, cost))
+		return
+	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
-	writeResponse(w, media, http.StatusOK, responses(ctx))
+	writeResponse(w, media, http.StatusOK, withCost(responses(ctx), cost))
+}
+
+// withCost reports an operation's cost in the response's extensions.
+func withCost(resp *graphql.Response, cost int) *graphql.Response {
+	if resp.Extensions == nil {
+		resp.Extensions = make(map[string]any, 1)
+	}
+	resp.Extensions["cost"] = map[string]any{"requestedQueryCost": cost}
+	return resp
 }
 
 // negotiate picks the response media type from an Accept header: the

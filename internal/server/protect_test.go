@@ -1,0 +1,146 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// nest returns a selection nested n conversation/messages levels deep.
+func nest(n int) string {
+	q := "id"
+	for range n {
+		q = "conversation { messages { nodes { " + q + " } } }"
+	}
+	return "{ conversations { nodes { messages { nodes { " + q + " } } } } }"
+}
+
+func repeat(s string, n int, sep string) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = strings.ReplaceAll(s, "#", itoa(i))
+	}
+	return strings.Join(parts, sep)
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// TestBadOperationsAreRefusedBeforeExecution: every abusive or malformed
+// document and request gets its status and code, no resolver and no
+// upstream runs for any of them, and the server answers normally after.
+func TestBadOperationsAreRefusedBeforeExecution(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	type req struct{ method, target, contentType, body string }
+	gql := func(query string) req {
+		b, _ := json.Marshal(map[string]any{"query": query})
+		return req{"POST", "/graphql", "application/json", string(b)}
+	}
+	withVars := func(query string, vars any) req {
+		b, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+		return req{"POST", "/graphql", "application/json", string(b)}
+	}
+	cases := []struct {
+		name   string
+		req    req
+		status int
+		codes  []string
+	}{
+		{"depth bomb", gql(nest(5)), 400, []string{"MAX_DEPTH_LIMIT", "COST_LIMIT"}},
+		{"alias bomb", gql("{ " + repeat("a#: viewer { id }", 20, " ") + " }"), 400, []string{"MAX_ALIASES_LIMIT", "MAX_ROOT_FIELDS_LIMIT"}},
+		{"too many root fields", gql("{ " + repeat("r#: viewer { id }", 11, " ") + " }"), 400, []string{"MAX_ROOT_FIELDS_LIMIT"}},
+		{"too many directives", gql("{ viewer { " + repeat("id @include(if: true)", 60, " ") + " } }"), 400, []string{"MAX_DIRECTIVES_LIMIT"}},
+		{"depth and aliases together", gql("{ " + repeat("x#: viewer { id }", 16, " ") + " " + strings.TrimSuffix(strings.TrimPrefix(nest(5), "{ "), " }") + " }"), 400, []string{"MAX_DEPTH_LIMIT", "MAX_ALIASES_LIMIT", "MAX_ROOT_FIELDS_LIMIT", "COST_LIMIT"}},
+		{"5 000 duplicated fields", gql("{ viewer { " + strings.Repeat("name ", 5000) + "} }"), 400, []string{"MAX_TOKENS_LIMIT"}},
+		{"5 000 directives", gql("{ viewer " + strings.Repeat("@include(if: true) ", 5000) + "{ id } }"), 400, []string{"MAX_TOKENS_LIMIT"}},
+		{"oversized document", gql(`{ conversation(id: "` + strings.Repeat("x", 150<<10) + `") { id } }`), 400, []string{"MAX_DOCUMENT_SIZE_LIMIT"}},
+		{"nested connections 100×100", gql("{ conversations(first: 100) { nodes { messages(first: 100) { nodes { id } } } } }"), 400, []string{"COST_LIMIT"}},
+		{"introspection depth bomb", gql("{ __schema { types { " + strings.Repeat("fields { type { ", 6) + "name" + strings.Repeat(" } }", 6) + " } } }"), 400, []string{"GRAPHQL_VALIDATION_FAILED"}},
+		{"fragment cycle", gql("{ viewer { ...A } } fragment A on User { ...B } fragment B on User { ...A }"), 400, []string{"GRAPHQL_VALIDATION_FAILED"}},
+		{"parse error", gql("{ viewer { "), 400, []string{"GRAPHQL_PARSE_FAILED"}},
+		{"unknown field", gql("{ viewer { password } }"), 400, []string{"GRAPHQL_VALIDATION_FAILED"}},
+		{"wrong variable type", withVars("query($n: Int) { conversations(first: $n) { totalCount } }", map[string]any{"n": "ten"}), 400, []string{"GRAPHQL_VALIDATION_FAILED"}},
+		{"missing required variable", withVars("query($id: ID!) { conversation(id: $id) { id } }", map[string]any{}), 400, []string{"GRAPHQL_VALIDATION_FAILED"}},
+		{"variables not an object", req{"POST", "/graphql", "application/json", `{"query":"{ viewer { id } }","variables":"x"}`}, 400, []string{"BAD_REQUEST"}},
+		{"two operations, no name", gql("query A { viewer { id } } query B { viewer { name } }"), 400, []string{"GRAPHQL_VALIDATION_FAILED"}},
+		{"unknown operation name", req{"POST", "/graphql", "application/json", `{"query":"query A { viewer { id } }","operationName":"B"}`}, 400, []string{"GRAPHQL_VALIDATION_FAILED"}},
+		{"hash/body mismatch", req{"POST", "/graphql", "application/json", `{"query":"{ viewer { id } }","extensions":{"persistedQuery":{"version":1,"sha256Hash":"` + sha("other") + `"}}}`}, 400, []string{"PERSISTED_QUERY_HASH_MISMATCH"}},
+		{"APQ version 2", req{"POST", "/graphql", "application/json", `{"extensions":{"persistedQuery":{"version":2,"sha256Hash":"` + sha("x") + `"}}}`}, 400, []string{"BAD_REQUEST"}},
+		{"oversized body", req{"POST", "/graphql", "application/json", `{"query":"{ viewer { id } }","pad":"` + strings.Repeat("p", 3<<20) + `"}`}, 413, []string{"BAD_REQUEST"}},
+		{"array batch", req{"POST", "/graphql", "application/json", `[{"query":"{ viewer { id } }"}]`}, 400, []string{"BAD_REQUEST"}},
+		{"GET mutation", req{"GET", "/graphql?query=" + url.QueryEscape(`mutation { deleteConversation(id: "x") }`), "", ""}, 405, []string{"BAD_REQUEST"}},
+		{"text/plain POST", req{"POST", "/graphql", "text/plain", `{"query":"{ viewer { id } }"}`}, 415, []string{"BAD_REQUEST"}},
+		{"form POST", req{"POST", "/graphql", "application/x-www-form-urlencoded", `query=%7B+viewer+%7B+id+%7D+%7D`}, 415, []string{"BAD_REQUEST"}},
+		{"bad JSON", req{"POST", "/graphql", "application/json", `{"query": "{ viewer { id } }"`}, 400, []string{"BAD_REQUEST"}},
+		{"no query", req{"POST", "/graphql", "application/json", `{}`}, 400, []string{"BAD_REQUEST"}},
+	}
+	if len(cases) < 25 {
+		t.Fatalf("%d cases; the acceptance list asks for at least 25", len(cases))
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			store, users := e.Store.Calls(), e.Users.Calls()
+			hr, _ := http.NewRequest(tc.req.method, e.URL+tc.req.target, strings.NewReader(tc.req.body))
+			hr.Header.Set("Authorization", "Bearer "+e.token("alice"))
+			hr.Header.Set("Accept", "application/graphql-response+json")
+			if tc.req.contentType != "" {
+				hr.Header.Set("Content-Type", tc.req.contentType)
+			}
+			res, err := http.DefaultClient.Do(hr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var body struct {
+				Data   json.RawMessage
+				Errors []gqlError
+			}
+			if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+				t.Fatalf("status %d, body is not JSON: %v", res.StatusCode, err)
+			}
+			var codes []string
+			for _, e := range body.Errors {
+				codes = append(codes, e.code())
+			}
+			if res.StatusCode != tc.status || strings.Join(codes, ",") != strings.Join(tc.codes, ",") {
+				t.Errorf("status %d, codes %v; want %d, %v (%+v)", res.StatusCode, codes, tc.status, tc.codes, body.Errors)
+			}
+			if body.Data != nil {
+				t.Errorf("data = %s, want none", body.Data)
+			}
+			if e.Store.Calls() != store || e.Users.Calls() != users {
+				t.Errorf("the request reached the store (%d calls) or the user service (%d)", e.Store.Calls()-store, e.Users.Calls()-users)
+			}
+		})
+	}
+	// The server answers normally after all that.
+	var screen screenData
+	e.do("alice", screenQuery, map[string]any{"first": 20}, &screen)
+}
+
+// TestCostIsReported: every executed operation reports its requested cost;
+// the chat screen's is what protect's formula gives (see cost_test.go).
+func TestCostIsReported(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for query, want := range map[string]float64{
+		`{ conversations(first:20){ totalCount nodes{ id title updatedAt owner{ name avatarUrl } messages(last:10){ totalCount nodes{ id role content createdAt author{ name } } } } } }`: 1 + 20*(1+1+(1+10*(1+1))),
+		`{ viewer { name } }`: 1,
+		// The mutation's weight stands in for its payload object's 1.
+		`mutation { startConversation(input: {title: "x"}) { conversation { id } } }`: 10 + 1,
+	} {
+		raw, _ := json.Marshal(map[string]any{"query": query})
+		r := e.rawRequest(http.MethodPost, "/graphql", string(raw), "")
+		var ext struct {
+			Extensions struct {
+				Cost struct{ RequestedQueryCost float64 }
+			}
+		}
+		if err := json.Unmarshal(r.Body, &ext); err != nil {
+			t.Fatal(err)
+		}
+		if got := ext.Extensions.Cost.RequestedQueryCost; got != want || len(r.Errors) > 0 {
+			t.Errorf("%s: requestedQueryCost %v, want %v (%s)", query, got, want, r.Body)
+		}
+	}
+}
