@@ -12,9 +12,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"askgate/internal/auth"
@@ -49,7 +47,7 @@ func (s *Server) graphqlHandler() http.Handler {
 		timeout = DefaultRequestTimeout
 	}
 	srv.AddTransport(httpTransport{timeout: timeout, guard: s.operationGuard(schema)})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](queryCacheSize))
+	srv.SetQueryCache(s.documents)
 	// Trusted documents first, so that a manifest id is never taken for an
 	// unknown APQ hash and persisted-only mode cannot be bypassed by
 	// registering a query through APQ.

@@ -2,10 +2,16 @@ package server_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/vektah/gqlparser/v2"
+
+	"askgate/internal/protect"
+	"askgate/resolvers"
 )
 
 // nest returns a selection nested n conversation/messages levels deep.
@@ -141,6 +147,53 @@ func TestCostIsReported(t *testing.T) {
 		}
 		if got := ext.Extensions.Cost.RequestedQueryCost; got != want || len(r.Errors) > 0 {
 			t.Errorf("%s: requestedQueryCost %v, want %v (%s)", query, got, want, r.Body)
+		}
+	}
+}
+
+// TestRepeatedDocumentIsParsedOnce: the second and later requests with a
+// document find it parsed and validated in the cache.
+func TestRepeatedDocumentIsParsedOnce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for range 3 {
+		e.do("alice", screenQuery, map[string]any{"first": 5}, nil)
+	}
+	res, err := http.Get(e.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	for _, want := range []string{
+		`askgate_graphql_document_cache_lookups_total{result="miss"} 1`,
+		`askgate_graphql_document_cache_lookups_total{result="hit"} 2`,
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// BenchmarkProtection measures what protecting an operation adds to the
+// chat screen, to compare with BenchmarkScreenQuery: parsing and
+// validating its document (as on a cache miss), then the operation limits
+// and the cost.
+func BenchmarkProtection(b *testing.B) {
+	schema := resolvers.NewSchema(&resolvers.Resolver{}).Schema()
+	limits := protect.Limits{}
+	b.ReportAllocs()
+	for b.Loop() {
+		doc, errs := gqlparser.LoadQuery(schema, screenQuery)
+		if errs != nil {
+			b.Fatal(errs)
+		}
+		op := doc.Operations[0]
+		vars := map[string]any{"first": 20}
+		if errs := limits.Check(doc, op); errs != nil {
+			b.Fatal(errs)
+		}
+		if err := protect.CheckCost(protect.Cost(schema, doc, op, vars), limits.MaxCost); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

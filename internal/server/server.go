@@ -78,8 +78,9 @@ type Server struct {
 	deps    Deps
 	log     *slog.Logger
 	tracer  trace.Tracer
-	metrics *metrics
-	handler http.Handler
+	metrics   *metrics
+	documents *documentCache
+	handler   http.Handler
 }
 
 // NewServer returns askgate's HTTP handler for deps.
@@ -94,6 +95,7 @@ func NewServer(deps Deps) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = newMetrics(reg)
+	s.documents = newDocumentCache(queryCacheSize, reg)
 	s.handler = s.routes(reg)
 	return s
 }
