@@ -184,7 +184,7 @@ var _ interface {
 	graphql.OperationParameterMutator
 } = documentGuard{}
 
-func (documentGuard) ExtensionName() string                  { return "DocumentLimits" }
+func (documentGuard) ExtensionName() string                   { return "DocumentLimits" }
 func (documentGuard) Validate(graphql.ExecutableSchema) error { return nil }
 
 func (g documentGuard) MutateOperationParameters(_ context.Context, p *graphql.RawParams) *gqlerror.Error {

@@ -75,9 +75,9 @@ const DefaultRequestTimeout = 30 * time.Second
 
 // Server is askgate's HTTP handler.
 type Server struct {
-	deps    Deps
-	log     *slog.Logger
-	tracer  trace.Tracer
+	deps      Deps
+	log       *slog.Logger
+	tracer    trace.Tracer
 	metrics   *metrics
 	documents *documentCache
 	handler   http.Handler
