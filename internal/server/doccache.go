@@ -46,3 +46,9 @@ func (c *documentCache) Get(_ context.Context, query string) (*ast.QueryDocument
 func (c *documentCache) Add(_ context.Context, query string, doc *ast.QueryDocument) {
 	c.lru.Add(sha256.Sum256([]byte(query)), doc)
 }
+
+// Contains reports whether query is cached, without counting a lookup or
+// refreshing its place.
+func (c *documentCache) Contains(query string) bool {
+	return c.lru.Contains(sha256.Sum256([]byte(query)))
+}

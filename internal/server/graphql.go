@@ -59,7 +59,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	}
 	// Once the document is known (sent, or found by id or hash), refuse an
 	// oversized one before the parser sees it.
-	srv.Use(documentGuard{limits: s.deps.Limits})
+	srv.Use(documentGuard{limits: s.deps.Limits, cached: s.documents})
 	srv.SetParserTokenLimit(s.deps.Limits.ParserTokenLimit())
 	if s.deps.Development {
 		srv.Use(extension.Introspection{})
@@ -176,8 +176,12 @@ func (s *Server) logError(ctx context.Context, err error, code chat.Code) {
 }
 
 // documentGuard refuses documents over the size or token limits before
-// they are parsed, so that a huge document costs little.
-type documentGuard struct{ limits protect.Limits }
+// they are parsed, so that a huge document costs little. A document found
+// in the cache passed these checks when it was first parsed.
+type documentGuard struct {
+	limits protect.Limits
+	cached *documentCache
+}
 
 var _ interface {
 	graphql.HandlerExtension
@@ -188,6 +192,9 @@ func (documentGuard) ExtensionName() string                   { return "Document
 func (documentGuard) Validate(graphql.ExecutableSchema) error { return nil }
 
 func (g documentGuard) MutateOperationParameters(_ context.Context, p *graphql.RawParams) *gqlerror.Error {
+	if g.cached.Contains(p.Query) {
+		return nil
+	}
 	if err := protect.CheckSize(p.Query, g.limits); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vektah/gqlparser/v2"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"askgate/internal/protect"
 	"askgate/resolvers"
@@ -183,7 +184,7 @@ func BenchmarkProtection(b *testing.B) {
 	limits := protect.Limits{}
 	b.ReportAllocs()
 	for b.Loop() {
-		doc, errs := gqlparser.LoadQuery(schema, screenQuery)
+		doc, errs := gqlparser.LoadQueryWithRules(schema, screenQuery, rules.NewDefaultRules())
 		if errs != nil {
 			b.Fatal(errs)
 		}
