@@ -128,8 +128,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return fmt.Errorf("ASKGATE_PERSISTED_QUERIES: %w", err)
 		}
-		watching := deps.Trusted.WatchSIGHUP(ctx)
-		defer func() { <-watching }()
+		wctx, stopWatching := context.WithCancel(ctx)
+		watching := deps.Trusted.WatchSIGHUP(wctx)
+		defer func() { stopWatching(); <-watching }()
 	}
 	if deps.Development && secret != "" {
 		deps.DevToken, err = auth.Mint([]byte(secret), auth.MintClaims{

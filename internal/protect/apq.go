@@ -55,6 +55,9 @@ var ErrAPQQueryTooLarge = errors.New("persisted query is over the store's size c
 type APQ struct {
 	store APQStore
 	log   *slog.Logger
+	// deferStore leaves a registration for Commit instead of storing it
+	// as soon as its hash checks out; see Deferred.
+	deferStore bool
 }
 
 var _ interface {
@@ -120,11 +123,41 @@ func (a *APQ) MutateOperationParameters(ctx context.Context, p *graphql.RawParam
 			"extensions.persistedQuery.sha256Hash is not the SHA-256 of the query")
 	}
 	stats.APQSentQuery = true
-	if err := a.store.Put(ctx, hash, p.Query); err != nil {
-		a.log.LogAttrs(ctx, apqLogLevel(err), "persisted query not stored",
-			slog.String("hash", hash), slog.Int("bytes", len(p.Query)), slog.String("error", err.Error()))
+	if a.deferStore {
+		stats.pendingQuery = p.Query
+		return nil
 	}
+	a.put(ctx, hash, p.Query)
 	return nil
+}
+
+// Deferred returns an APQ over the same store that does not store a
+// registration when it sees it, only when Commit is called: a server
+// calls Commit once the document has been parsed, validated and found
+// within every limit, so that the store never keeps a document that would
+// be refused.
+func (a *APQ) Deferred() *APQ {
+	d := *a
+	d.deferStore = true
+	return &d
+}
+
+// Commit stores the registration that a Deferred APQ saw for the
+// operation in ctx, if any.
+func (a *APQ) Commit(ctx context.Context) {
+	s := PersistedQueryStatsFrom(ctx)
+	if s == nil || s.pendingQuery == "" {
+		return
+	}
+	a.put(ctx, s.APQHash, s.pendingQuery)
+	s.pendingQuery = ""
+}
+
+func (a *APQ) put(ctx context.Context, hash, query string) {
+	if err := a.store.Put(ctx, hash, query); err != nil {
+		a.log.LogAttrs(ctx, apqLogLevel(err), "persisted query not stored",
+			slog.String("hash", hash), slog.Int("bytes", len(query)), slog.String("error", err.Error()))
+	}
 }
 
 // get looks hash up in the store. A store error and an entry that is not

@@ -27,7 +27,7 @@ const (
 // rather than of execution.
 func LimitCodes() []string {
 	return []string{CodeMaxDepth, CodeMaxAliases, CodeMaxRootFields, CodeMaxDirectives,
-		CodeMaxTokens, CodeMaxDocumentSize, CodeCostLimit}
+		CodeMaxTokens, CodeMaxDocumentSize, CodeCostLimit, CodeMaxFields}
 }
 
 // The default limits.

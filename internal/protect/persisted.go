@@ -181,6 +181,9 @@ type PersistedQueryStats struct {
 	// APQSentQuery is true when an APQ request carried the document (a
 	// registration) rather than only its hash.
 	APQSentQuery bool
+
+	// pendingQuery is a registration a Deferred APQ left for Commit.
+	pendingQuery string
 }
 
 // PersistedQueryStatsFrom returns the persisted-query stats of the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"runtime/debug"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -27,7 +28,7 @@ func init() {
 	// application/graphql-response+json. An unknown APQ hash stays a
 	// plain error (200), as Apollo clients expect before they resend the
 	// query.
-	codes := append(protect.LimitCodes(), protect.CodePersistedQueryNotInList, protect.CodePersistedQueryHashMismatch, "BAD_REQUEST")
+	codes := append(protect.LimitCodes(), protect.CodePersistedQueryNotInList, protect.CodePersistedQueryHashMismatch, codeBadRequest)
 	for _, code := range codes {
 		errcode.RegisterErrorType(code, errcode.KindProtocol)
 	}
@@ -46,20 +47,10 @@ func (s *Server) graphqlHandler() http.Handler {
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
-	srv.AddTransport(httpTransport{timeout: timeout, guard: s.operationGuard(schema)})
+	s.schema = schema
+	s.apq = s.newAPQ()
+	srv.AddTransport(httpTransport{timeout: timeout, ops: s})
 	srv.SetQueryCache(s.documents)
-	// Trusted documents first, so that a manifest id is never taken for an
-	// unknown APQ hash and persisted-only mode cannot be bypassed by
-	// registering a query through APQ.
-	if s.deps.Trusted != nil {
-		srv.Use(s.deps.Trusted)
-	}
-	if apq := s.apqStore(); apq != nil {
-		srv.Use(protect.NewAPQ(apq, s.log))
-	}
-	// Once the document is known (sent, or found by id or hash), refuse an
-	// oversized one before the parser sees it.
-	srv.Use(documentGuard{limits: s.deps.Limits, cached: s.documents})
 	srv.SetParserTokenLimit(s.deps.Limits.ParserTokenLimit())
 	if s.deps.Development {
 		srv.Use(extension.Introspection{})
@@ -74,17 +65,20 @@ func (s *Server) graphqlHandler() http.Handler {
 	return srv
 }
 
-// apqStore returns the configured APQ store, or an in-process one.
-func (s *Server) apqStore() protect.APQStore {
-	if s.deps.APQ != nil {
-		return s.deps.APQ
+// newAPQ returns the automatic persisted queries over the configured
+// store, or an in-process one. Registrations are stored only once their
+// operation has passed every check (see prepare and guard).
+func (s *Server) newAPQ() *protect.APQ {
+	store := s.deps.APQ
+	if store == nil {
+		st, err := protect.NewAPQMemoryStore(protect.APQMemoryOptions{})
+		if err != nil { // not with the default options
+			s.log.Error("automatic persisted queries are off", slog.String("error", err.Error()))
+			return nil
+		}
+		store = st
 	}
-	st, err := protect.NewAPQMemoryStore(protect.APQMemoryOptions{})
-	if err != nil { // not with the default options
-		s.log.Error("automatic persisted queries are off", slog.String("error", err.Error()))
-		return nil
-	}
-	return st
+	return protect.NewAPQ(store, s.log).Deferred()
 }
 
 // aroundOperation gives each operation its own dataloaders, scoped to the
@@ -139,6 +133,11 @@ func (s *Server) presentError(ctx context.Context, err error) *gqlerror.Error {
 		gerr.Err = nil
 		gerr.Extensions = map[string]any{"code": string(chat.CodeInternal)}
 	}
+	if !s.deps.Development {
+		// gqlgen's switch covers some validation rules only; take out the
+		// suggestions of every other one here.
+		gerr.Message = suggestion.ReplaceAllString(gerr.Message, "")
+	}
 	code, _ := gerr.Extensions["code"].(string)
 	if rl := requestLogFrom(ctx); rl != nil {
 		rl.addCode(code)
@@ -146,6 +145,10 @@ func (s *Server) presentError(ctx context.Context, err error) *gqlerror.Error {
 	s.metrics.errors.WithLabelValues(code).Inc()
 	return gerr
 }
+
+// suggestion matches the "did you mean" part of a validation message,
+// which would reveal names of the schema that production keeps private.
+var suggestion = regexp.MustCompile(`\s*Did you mean [^?]*\?`)
 
 // recoverPanic logs a resolver's panic with its stack and reports an
 // internal error in its place.
@@ -175,43 +178,56 @@ func (s *Server) logError(ctx context.Context, err error, code chat.Code) {
 	s.log.LogAttrs(ctx, level, "request error", attrs...)
 }
 
-// documentGuard refuses documents over the size or token limits before
-// they are parsed, so that a huge document costs little. A document found
-// in the cache passed these checks when it was first parsed.
-type documentGuard struct {
-	limits protect.Limits
-	cached *documentCache
-}
-
-var _ interface {
-	graphql.HandlerExtension
-	graphql.OperationParameterMutator
-} = documentGuard{}
-
-func (documentGuard) ExtensionName() string                   { return "DocumentLimits" }
-func (documentGuard) Validate(graphql.ExecutableSchema) error { return nil }
-
-func (g documentGuard) MutateOperationParameters(_ context.Context, p *graphql.RawParams) *gqlerror.Error {
-	if g.cached.Contains(p.Query) {
-		return nil
-	}
-	if err := protect.CheckSize(p.Query, g.limits); err != nil {
-		return err
-	}
-	return protect.CheckTokens(p.Query, g.limits)
-}
-
-// operationGuard returns the check every transport runs on a parsed and
-// validated operation before executing it: the operation limits, all
-// reported together, and the cost limit. It returns the operation's cost.
-func (s *Server) operationGuard(schema graphql.ExecutableSchema) func(*graphql.OperationContext) (int, gqlerror.List) {
-	limits := s.deps.Limits
-	return func(oc *graphql.OperationContext) (int, gqlerror.List) {
-		errs := limits.Check(oc.Doc, oc.Operation)
-		cost := protect.Cost(schema.Schema(), oc.Doc, oc.Operation, oc.Variables)
-		if err := protect.CheckCost(cost, limits.MaxCost); err != nil {
-			errs = append(errs, err)
+// prepare readies a request's parameters before gqlgen parses and
+// validates them, and refuses what must not get that far. In order:
+// trusted documents (a manifest id gives the document; persisted-only mode
+// refuses anything else), automatic persisted queries (a hash gives the
+// document), then the document limits — size and tokens before parsing,
+// and depth, aliases, root fields, directives and fields before
+// validation, which an abusive document makes expensive. Every limit
+// exceeded is reported together. A document already in the cache passed
+// these checks when it was first parsed. It returns the context that
+// carries the persisted-query state, for guard.
+//
+// Every transport calls prepare, then exec.CreateOperationContext, then
+// guard, before it executes an operation.
+func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Context, gqlerror.List) {
+	pre := &graphql.OperationContext{RawQuery: p.Query, OperationName: p.OperationName, Extensions: p.Extensions, Headers: p.Headers}
+	ctx = graphql.WithOperationContext(ctx, pre)
+	if t := s.deps.Trusted; t != nil {
+		if err := t.MutateOperationParameters(ctx, p); err != nil {
+			return ctx, gqlerror.List{err}
 		}
-		return cost, errs
 	}
+	if s.apq != nil {
+		if err := s.apq.MutateOperationParameters(ctx, p); err != nil {
+			return ctx, gqlerror.List{err}
+		}
+	}
+	if s.documents.Contains(p.Query) {
+		return ctx, nil
+	}
+	limits := s.deps.Limits
+	if err := protect.CheckSize(p.Query, limits); err != nil {
+		return ctx, gqlerror.List{err}
+	}
+	if err := protect.CheckTokens(p.Query, limits); err != nil {
+		return ctx, gqlerror.List{err}
+	}
+	return ctx, limits.PreCheck(p.Query, p.OperationName, s.deps.Development)
+}
+
+// guard checks a parsed and validated operation before it executes: its
+// cost must be within the limit. It returns the cost. Once the operation
+// passes, an APQ registration it carried is stored (prepCtx is the context
+// prepare returned).
+func (s *Server) guard(prepCtx context.Context, oc *graphql.OperationContext) (int, gqlerror.List) {
+	cost := protect.Cost(s.schema.Schema(), oc.Doc, oc.Operation, oc.Variables)
+	if err := protect.CheckCost(cost, s.deps.Limits.MaxCost); err != nil {
+		return cost, gqlerror.List{err}
+	}
+	if s.apq != nil {
+		s.apq.Commit(prepCtx)
+	}
+	return cost, nil
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -83,6 +84,16 @@ func TestAutomaticPersistedQueries(t *testing.T) {
 			if r := send("", apqExt(sha("something else")), nil); r.codes()[0] != "PERSISTED_QUERY_NOT_FOUND" {
 				t.Errorf("a mismatched query was stored: %s", r.Body)
 			}
+			// Documents that fail parsing, validation or a limit are not
+			// stored either.
+			for _, bad := range []string{"{ viewer { " + method, "{ nope " + method + " }", nest(5) + " # " + method} {
+				if r := send(bad, apqExt(sha(bad)), nil); len(r.Errors) == 0 {
+					t.Fatalf("%q was accepted", bad)
+				}
+				if r := send("", apqExt(sha(bad)), nil); r.codes()[0] != "PERSISTED_QUERY_NOT_FOUND" {
+					t.Errorf("the refused document %q was stored: %s", bad, r.Body)
+				}
+			}
 		})
 	}
 }
@@ -97,9 +108,10 @@ func TestAPQSharedThroughRedis(t *testing.T) {
 	}
 	prefix := "askgate:test:" + rand.Text() + ":apq:"
 	t.Cleanup(func() {
-		keys, _ := rdb.Keys(t.Context(), prefix+"*").Result()
+		ctx := context.Background() // t.Context() is already cancelled here
+		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
 		if len(keys) > 0 {
-			rdb.Del(t.Context(), keys...)
+			rdb.Del(ctx, keys...)
 		}
 	})
 	newInstance := func() *env {

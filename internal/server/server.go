@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel/trace"
@@ -80,6 +81,8 @@ type Server struct {
 	tracer    trace.Tracer
 	metrics   *metrics
 	documents *documentCache
+	schema    graphql.ExecutableSchema
+	apq       *protect.APQ
 	handler   http.Handler
 }
 

@@ -25,6 +25,10 @@ const (
 	mediaJSON            = "application/json"
 )
 
+// codeBadRequest is the code of an HTTP request that is not a GraphQL
+// request (an addition to the contract's codes).
+const codeBadRequest = "BAD_REQUEST"
+
 // maxBodyBytes caps a request body.
 const maxBodyBytes = 2 << 20
 
@@ -37,26 +41,35 @@ const maxBodyBytes = 2 << 20
 type httpTransport struct {
 	// timeout bounds each operation.
 	timeout time.Duration
-	// guard checks an operation's limits and returns its cost.
-	guard func(*graphql.OperationContext) (int, gqlerror.List)
+	// ops prepares and guards operations.
+	ops operations
+}
+
+// operations are the checks every transport runs around gqlgen's own
+// parsing and validation (see Server.prepare and Server.guard).
+type operations interface {
+	prepare(ctx context.Context, p *graphql.RawParams) (context.Context, gqlerror.List)
+	guard(prepCtx context.Context, oc *graphql.OperationContext) (int, gqlerror.List)
 }
 
 var _ graphql.Transport = httpTransport{}
 
-// Supports takes every plain GET and POST; WebSocket upgrades and
-// server-sent events belong to other transports.
+// Supports takes every request but WebSocket upgrades, which belong to
+// another transport; Do answers methods other than GET and POST with 405.
 func (httpTransport) Supports(r *http.Request) bool {
-	if r.Header.Get("Upgrade") != "" {
-		return false
-	}
-	return r.Method == http.MethodGet || r.Method == http.MethodPost
+	return r.Header.Get("Upgrade") == ""
 }
 
 // Do runs one operation.
 func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	media, ok := negotiate(r.Header.Get("Accept"))
 	if !ok {
-		writeErrors(w, http.StatusNotAcceptable, "the response can only be "+mediaGraphQLResponse+" or "+mediaJSON, "BAD_REQUEST")
+		writeErrors(w, http.StatusNotAcceptable, "the response can only be "+mediaGraphQLResponse+" or "+mediaJSON, codeBadRequest)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		writeResponse(w, media, http.StatusMethodNotAllowed, &graphql.Response{Errors: gqlerror.List{requestError("GraphQL is served over GET and POST")}})
 		return
 	}
 	start := graphql.Now()
@@ -74,6 +87,11 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 
 	ctx, cancel := context.WithTimeout(r.Context(), t.timeout)
 	defer cancel()
+	prepCtx, errs := t.ops.prepare(ctx, params)
+	if errs != nil {
+		writeResponse(w, media, http.StatusBadRequest, exec.DispatchError(prepCtx, errs))
+		return
+	}
 	rc, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
@@ -91,7 +109,7 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		})
 		return
 	}
-	cost, errs := t.guard(rc)
+	cost, errs := t.ops.guard(prepCtx, rc)
 	if len(errs) > 0 {
 		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
 		writeResponse(w, media, http.StatusBadRequest, withCost(resp, cost))
@@ -228,7 +246,7 @@ func decodeJSON(r io.Reader, v any) error {
 
 // requestError is an error about the HTTP request itself.
 func requestError(msg string) *gqlerror.Error {
-	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": "BAD_REQUEST"}}
+	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": codeBadRequest}}
 }
 
 // bufferPool recycles response buffers.

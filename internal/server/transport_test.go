@@ -37,6 +37,7 @@ func TestGraphQLOverHTTP(t *testing.T) {
 		{"no query", "POST", "/graphql", "application/json", "", post(`{"qeury":"{ conversations { totalCount } }"}`), 400, "application/json", "BAD_REQUEST", false},
 		{"bad JSON", "POST", "/graphql", "application/json", "", post(`{"query":`), 400, "application/json", "BAD_REQUEST", false},
 		{"3 MB body", "POST", "/graphql", "application/json", "", post(`{"query":"{ conversations { totalCount } }","x":"` + strings.Repeat("x", 3<<20) + `"}`), 413, "application/json", "BAD_REQUEST", false},
+		{"PUT", "PUT", "/graphql", "application/json", "", post(`{"query":"{ conversations { totalCount } }"}`), 405, "application/json", "BAD_REQUEST", false},
 		{"unacceptable Accept", "POST", "/graphql", "application/json", "text/html", post(`{"query":"{ conversations { totalCount } }"}`), 406, "application/json", "BAD_REQUEST", false},
 	}
 	for _, tc := range cases {
@@ -79,8 +80,8 @@ func TestGraphQLOverHTTP(t *testing.T) {
 			if code != tc.wantCode {
 				t.Errorf("code = %q, want %q", code, tc.wantCode)
 			}
-			if tc.wantStatus == 405 && res.Header.Get("Allow") != "POST" {
-				t.Errorf("Allow = %q, want POST", res.Header.Get("Allow"))
+			if want := map[string]string{"GET": "POST", "PUT": "GET, POST"}[tc.method]; tc.wantStatus == 405 && res.Header.Get("Allow") != want {
+				t.Errorf("Allow = %q, want %q", res.Header.Get("Allow"), want)
 			}
 			if !tc.wantData && e.Store.Calls() != storeBefore {
 				t.Errorf("a refused request made %d store calls", e.Store.Calls()-storeBefore)
@@ -106,9 +107,18 @@ func TestProductionMode(t *testing.T) {
 		if introspected := len(r.Errors) == 0; introspected == production {
 			t.Errorf("production %v: introspection answered %v (%s)", production, introspected, r.Body)
 		}
-		r = e.post(authz, `{ conversation { titel } }`, nil)
-		if suggested := strings.Contains(string(r.Body), "Did you mean"); suggested == production {
-			t.Errorf("production %v: suggestions shown %v (%s)", production, suggested, r.Body)
+		if production && (r.Status != 400 || r.codes()[0] != "GRAPHQL_VALIDATION_FAILED" || r.Data != nil) {
+			t.Errorf("production introspection: %d %s, want 400 GRAPHQL_VALIDATION_FAILED before execution", r.Status, r.Body)
+		}
+		for _, typo := range []string{
+			`{ conversation { titel } }`,
+			`{ conversations(frist: 1) { totalCount } }`,
+			`mutation { startConversation(input: {titel: "x"}) { conversation { id } } }`,
+		} {
+			r = e.post(authz, typo, nil)
+			if suggested := strings.Contains(string(r.Body), "Did you mean"); suggested == production {
+				t.Errorf("production %v: %s: suggestions shown %v (%s)", production, typo, suggested, r.Body)
+			}
 		}
 		res, err := http.Get(e.URL + "/")
 		if err != nil {
