@@ -56,8 +56,45 @@ type Store interface {
 	// conversations among conversationIDs, in one round trip.
 	CountMessages(ctx context.Context, owner string, conversationIDs []string) (map[string]int, error)
 
+	// AddExchange stores a question and its answer in one transaction:
+	// ex.Question (role USER, status COMPLETE) and ex.Answer (role
+	// ASSISTANT, normally STREAMING), both in owner's conversation
+	// ex.Question.ConversationID, and bumps the conversation's UpdatedAt.
+	// When ex.Conversation is set, that conversation is created in the
+	// same transaction first (as CreateConversation would) and the
+	// messages go in it. The store fills in empty IDs and zero times.
+	//
+	// With a non-empty ex.IdempotencyKey, only the first call of an owner
+	// with that key stores anything: a later one replaces ex.Question and
+	// ex.Answer with the stored pair (as they are now) and returns
+	// created false. ErrNotFound if the conversation is not owner's.
+	AddExchange(ctx context.Context, owner string, ex *Exchange) (created bool, err error)
+	// UpdateAnswer writes a.Content, Status, Model, Usage, Error and
+	// CompletedAt to owner's answer a.ID, but only while the stored answer
+	// is STREAMING: it returns false (and changes nothing) when the
+	// answer has already ended or is gone, so that a late checkpoint never
+	// overwrites a final state.
+	UpdateAnswer(ctx context.Context, owner string, a *Message) (bool, error)
+	// InterruptAnswers ends every answer still STREAMING, whoever owns it,
+	// as FAILED with the given error and CompletedAt now, keeping the
+	// content saved so far, and returns how many it ended. A process runs
+	// it at start-up for the answers a previous one left behind.
+	InterruptAnswers(ctx context.Context, errMessage string) (int, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
 	Close() error
+}
+
+// Exchange is a question and its answer, stored together by AddExchange.
+type Exchange struct {
+	// Conversation, when set, is a new conversation to create with the
+	// messages (startConversation with a question).
+	Conversation *Conversation
+	// IdempotencyKey makes a retried ask store nothing new; empty means
+	// none.
+	IdempotencyKey string
+	Question       *Message
+	Answer         *Message
 }

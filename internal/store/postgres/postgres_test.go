@@ -1,12 +1,15 @@
 package postgres_test
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 
 	"askgate/internal/chat"
 	"askgate/internal/store/postgres"
@@ -92,6 +95,149 @@ func TestOneStatement(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestExchangeStatements checks what streaming an answer costs in
+// statements: a few for an exchange, all but the lookup of its key in one
+// batch; one for a retry (two when it also wants the new conversation), a
+// checkpoint, or the interruption of every streaming answer.
+func TestExchangeStatements(t *testing.T) {
+	var counter pgtest.StatementCounter
+	s := pgtest.NewStore(t, postgres.WithTracer(&counter))
+	ctx := t.Context()
+	const owner = "user-alice"
+	c := &chat.Conversation{OwnerID: owner}
+	if err := s.CreateConversation(ctx, c); err != nil {
+		t.Fatalf("CreateConversation: %v", err)
+	}
+	exchange := func(key string, fresh bool) *chat.Exchange {
+		ex := &chat.Exchange{
+			IdempotencyKey: key,
+			Question:       &chat.Message{ConversationID: c.ID, Role: chat.RoleUser, AuthorID: owner, Content: "q", Status: chat.StatusComplete},
+			Answer:         &chat.Message{Role: chat.RoleAssistant, Status: chat.StatusStreaming},
+		}
+		if fresh {
+			ex.Question.ConversationID = ""
+			ex.Conversation = &chat.Conversation{OwnerID: owner}
+		}
+		return ex
+	}
+	add := func(ex *chat.Exchange, want bool) error {
+		created, err := s.AddExchange(ctx, owner, ex)
+		if err == nil && created != want {
+			t.Errorf("AddExchange created = %v; want %v", created, want)
+		}
+		return err
+	}
+	streaming := func() *chat.Message {
+		ex := exchange("", false)
+		if err := add(ex, true); err != nil {
+			t.Fatalf("AddExchange: %v", err)
+		}
+		return ex.Answer
+	}
+	if err := add(exchange("retried", false), true); err != nil {
+		t.Fatalf("AddExchange: %v", err)
+	}
+
+	tests := []struct {
+		name string
+		want int
+		// prepare returns the call to count.
+		prepare func(i int) func() error
+	}{
+		{"AddExchange", 5, func(int) func() error { // begin, touch, question, answer, commit
+			return func() error { return add(exchange("", false), true) }
+		}},
+		{"AddExchangeWithKey", 7, func(i int) func() error { // lookup, begin, touch, question, answer, key, commit
+			return func() error { return add(exchange(fmt.Sprint("key ", i), false), true) }
+		}},
+		{"AddExchangeNewConversation", 5, func(int) func() error { // begin, conversation, question, answer, commit
+			return func() error { return add(exchange("", true), true) }
+		}},
+		{"AddExchangeRetried", 1, func(int) func() error { // lookup
+			return func() error { return add(exchange("retried", false), false) }
+		}},
+		{"AddExchangeRetriedNewConversation", 2, func(int) func() error { // lookup, conversation
+			return func() error { return add(exchange("retried", true), false) }
+		}},
+		{"Checkpoint", 1, func(int) func() error {
+			a := streaming()
+			a.Content = "partial"
+			return func() error { _, err := s.UpdateAnswer(ctx, owner, a); return err }
+		}},
+		{"FinalUpdate", 4, func(int) func() error { // begin, touch, update, commit
+			a := streaming()
+			a.Status, a.Content = chat.StatusComplete, "done"
+			return func() error { _, err := s.UpdateAnswer(ctx, owner, a); return err }
+		}},
+		{"InterruptAnswers", 1, func(int) func() error {
+			streaming()
+			return func() error { _, err := s.InterruptAnswers(ctx, "interrupted"); return err }
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := range 3 { // first use prepares; the count stays the same
+				call := tt.prepare(i)
+				counter.Reset()
+				if err := call(); err != nil {
+					t.Fatalf("%s: %v", tt.name, err)
+				}
+				if n := counter.Count(); n != tt.want {
+					t.Errorf("call %d: %s ran %d statements; want %d: %q", i, tt.name, n, tt.want, counter.Statements())
+				}
+			}
+		})
+	}
+}
+
+// TestMigrateDown checks that every migration can be undone and applied
+// again, with data in the tables.
+func TestMigrateDown(t *testing.T) {
+	url := pgtest.NewSchema(t)
+	s := pgtest.Open(t, url, true)
+	ctx := t.Context()
+	exchange := func() *chat.Exchange {
+		return &chat.Exchange{
+			Conversation:   &chat.Conversation{OwnerID: "user-alice"},
+			IdempotencyKey: "key",
+			Question:       &chat.Message{Role: chat.RoleUser, Status: chat.StatusComplete},
+			Answer:         &chat.Message{Role: chat.RoleAssistant, Status: chat.StatusStreaming},
+		}
+	}
+	if created, err := s.AddExchange(ctx, "user-alice", exchange()); err != nil || !created {
+		t.Fatalf("AddExchange = %v, %v; want true, nil", created, err)
+	}
+
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, postgres.Migrations())
+	if err != nil {
+		t.Fatalf("goose: %v", err)
+	}
+	for _, version := range []int64{1, 0} {
+		if _, err := p.DownTo(ctx, version); err != nil {
+			t.Fatalf("migrate down to %d: %v", version, err)
+		}
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relname NOT LIKE 'goose%'`).Scan(&n); err != nil {
+		t.Fatalf("count relations: %v", err)
+	}
+	if n != 0 {
+		t.Errorf("after migrating down to 0, %d relations remain; want 0", n)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatalf("migrate up again: %v", err)
+	}
+	if created, err := s.AddExchange(ctx, "user-alice", exchange()); err != nil || !created {
+		t.Fatalf("AddExchange after migrating down and up = %v, %v; want true, nil", created, err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/pressly/goose/v3"
+
 	"askgate/internal/chat"
 	"askgate/internal/store/sqlite"
 	"askgate/internal/store/storetest"
@@ -51,6 +53,63 @@ func TestMigrateTwice(t *testing.T) {
 	s := open(t)
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatalf("second Migrate: %v", err)
+	}
+}
+
+// TestMigrateDown checks that every migration can be undone and applied
+// again, with data in the tables.
+func TestMigrateDown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "askgate.db")
+	s, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if created, err := s.AddExchange(ctx, "user-alice", newExchange()); err != nil || !created {
+		t.Fatalf("AddExchange = %v, %v; want true, nil", created, err)
+	}
+
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatalf("open the file: %v", err)
+	}
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sqlite.Migrations())
+	if err != nil {
+		t.Fatalf("goose: %v", err)
+	}
+	for _, version := range []int64{1, 0} {
+		if _, err := p.DownTo(ctx, version); err != nil {
+			t.Fatalf("migrate down to %d: %v", version, err)
+		}
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'goose%' AND name NOT LIKE 'sqlite%'").Scan(&n); err != nil {
+			t.Fatalf("count tables: %v", err)
+		}
+		if version == 0 && n != 0 {
+			t.Errorf("after migrating down to 0, %d tables and indexes remain; want 0", n)
+		}
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatalf("migrate up again: %v", err)
+	}
+	if created, err := s.AddExchange(ctx, "user-alice", newExchange()); err != nil || !created {
+		t.Fatalf("AddExchange after migrating down and up = %v, %v; want true, nil", created, err)
+	}
+}
+
+// newExchange returns a new conversation of user-alice with a question
+// and the start of an answer, under the idempotency key "key".
+func newExchange() *chat.Exchange {
+	return &chat.Exchange{
+		Conversation:   &chat.Conversation{OwnerID: "user-alice"},
+		IdempotencyKey: "key",
+		Question:       &chat.Message{Role: chat.RoleUser, Status: chat.StatusComplete},
+		Answer:         &chat.Message{Role: chat.RoleAssistant, Status: chat.StatusStreaming},
 	}
 }
 

@@ -64,6 +64,21 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		{"ListMessagesBatch", testListMessagesBatch},
 		{"ListMessagesNoConversations", testListMessagesNoConversations},
 		{"CountMessages", testCountMessages},
+		{"AddExchange", testAddExchange},
+		{"AddExchangeNewConversation", testAddExchangeNewConversation},
+		{"AddExchangeMissingConversation", testAddExchangeMissingConversation},
+		{"AddExchangeAllOrNothing", testAddExchangeAllOrNothing},
+		{"AddExchangeOrder", testAddExchangeOrder},
+		{"AddExchangeIdempotent", testAddExchangeIdempotent},
+		{"AddExchangeIdempotentNewConversation", testAddExchangeIdempotentNewConversation},
+		{"AddExchangeKeyPerOwner", testAddExchangeKeyPerOwner},
+		{"AddExchangeKeyFreedByDelete", testAddExchangeKeyFreedByDelete},
+		{"AddExchangeConcurrentKey", testAddExchangeConcurrentKey},
+		{"UpdateAnswer", testUpdateAnswer},
+		{"UpdateAnswerFinalStates", testUpdateAnswerFinalStates},
+		{"UpdateAnswerOnlyWhileStreaming", testUpdateAnswerOnlyWhileStreaming},
+		{"UpdateAnswerRaces", testUpdateAnswerRaces},
+		{"InterruptAnswers", testInterruptAnswers},
 		{"Ownership", testOwnership},
 		{"Users", testUsers},
 		{"TimestampsRoundTrip", testTimestampsRoundTrip},
@@ -615,6 +630,8 @@ func testOwnership(t *testing.T, s chat.Store) {
 	ctx := t.Context()
 	conv := mustCreate(t, s, &chat.Conversation{OwnerID: alice, Title: "alice's"})
 	msgs := seedMessages(t, s, alice, conv.ID, 3)
+	streaming := addExchange(t, s, alice, newExchange(conv.ID, "alice's key"))
+	msgs = append(msgs, streaming.Question, streaming.Answer)
 	conv = getConversation(t, s, alice, conv.ID)
 	own := mustCreate(t, s, &chat.Conversation{OwnerID: bob, Title: "bob's"})
 
@@ -664,6 +681,19 @@ func testOwnership(t *testing.T, s chat.Store) {
 		}},
 		{"CountMessages", func(t *testing.T) {
 			checkCounts(t, s, bob, []string{conv.ID}, map[string]int{})
+		}},
+		{"AddExchange", func(t *testing.T) {
+			for _, key := range []string{"", "alice's key"} {
+				_, err := s.AddExchange(ctx, bob, newExchange(conv.ID, key))
+				checkNotFound(t, fmt.Sprintf("AddExchange with key %q", key), err)
+			}
+		}},
+		{"UpdateAnswer", func(t *testing.T) {
+			a := *streaming.Answer
+			a.Content = "bob was here"
+			if ok, err := s.UpdateAnswer(ctx, bob, &a); ok || err != nil {
+				t.Errorf("UpdateAnswer = %v, %v; want false, nil", ok, err)
+			}
 		}},
 	}
 	for _, tt := range tests {

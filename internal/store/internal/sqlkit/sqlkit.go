@@ -4,7 +4,10 @@
 package sqlkit
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -90,6 +93,67 @@ func PrepareMessages(msgs []*chat.Message, now time.Time) (string, error) {
 		}
 	}
 	return conv, nil
+}
+
+// PrepareExchange checks ex before AddExchange stores it for owner and
+// fills in what the store owes it, as PrepareConversation and
+// PrepareMessages do, with the same now for every time. It returns the id
+// of the conversation the messages go in.
+//
+// A new ex.Conversation must be owner's, and the messages go in it; its
+// UpdatedAt is made no earlier than their CreatedAt, as if they had
+// bumped it. The answer must sort after the question (see
+// chat.Message.Cursor): a zero answer CreatedAt becomes the later of now
+// and the question's, and new ids are taken in order, question first, so
+// that only given times or ids can break the rule, which is an error.
+func PrepareExchange(owner string, ex *chat.Exchange, now time.Time) (string, error) {
+	if ex == nil || ex.Question == nil || ex.Answer == nil {
+		return "", errors.New("exchange without a question and an answer")
+	}
+	q, a := ex.Question, ex.Answer
+	c := ex.Conversation
+	if c != nil {
+		if c.OwnerID != owner {
+			return "", fmt.Errorf("new conversation of %q stored for %q", c.OwnerID, owner)
+		}
+		if err := PrepareConversation(c, now); err != nil {
+			return "", err
+		}
+		switch q.ConversationID {
+		case c.ID:
+		case "":
+			q.ConversationID = c.ID
+		default:
+			return "", errors.New("question not in the new conversation")
+		}
+	}
+	if a.CreatedAt.IsZero() && q.CreatedAt.After(now) {
+		a.CreatedAt = q.CreatedAt
+	}
+	conv, err := PrepareMessages([]*chat.Message{q, a}, now)
+	if err != nil {
+		return "", err
+	}
+	if cmp.Or(a.CreatedAt.Compare(q.CreatedAt), strings.Compare(a.ID, q.ID)) <= 0 {
+		return "", errors.New("answer does not sort after its question")
+	}
+	if c != nil && c.UpdatedAt.Before(a.CreatedAt) {
+		c.UpdatedAt = a.CreatedAt
+	}
+	return conv, nil
+}
+
+// PrepareAnswer checks a before UpdateAnswer writes it. Its CompletedAt is
+// normalized with Time so that a equals what is stored.
+func PrepareAnswer(a *chat.Message) error {
+	if a == nil {
+		return errors.New("nil message")
+	}
+	if a.CompletedAt != nil {
+		t := Time(*a.CompletedAt)
+		a.CompletedAt = &t
+	}
+	return nil
 }
 
 // LatestCreatedAt returns the latest CreatedAt among msgs, or zero.

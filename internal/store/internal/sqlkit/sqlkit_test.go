@@ -147,3 +147,75 @@ func TestSlab(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+func TestPrepareExchange(t *testing.T) {
+	now := chat.Now()
+	exchange := func(conv string) *chat.Exchange {
+		return &chat.Exchange{
+			Question: &chat.Message{ConversationID: conv, Role: chat.RoleUser},
+			Answer:   &chat.Message{Role: chat.RoleAssistant},
+		}
+	}
+
+	ex := exchange("c")
+	conv, err := PrepareExchange("alice", ex, now)
+	if err != nil || conv != "c" {
+		t.Fatalf("PrepareExchange = %q, %v; want \"c\", nil", conv, err)
+	}
+	q, a := ex.Question, ex.Answer
+	if a.ConversationID != "c" || q.CreatedAt != now || a.CreatedAt != now || !(q.ID < a.ID) {
+		t.Errorf("prepared question %+v, answer %+v; want both in \"c\" at %v, the answer's id after the question's", *q, *a, now)
+	}
+
+	ex = exchange("")
+	ex.Conversation = &chat.Conversation{OwnerID: "alice", UpdatedAt: now.Add(-time.Hour)}
+	later := now.Add(time.Minute)
+	ex.Question.CreatedAt = later
+	conv, err = PrepareExchange("alice", ex, now)
+	if err != nil || conv == "" || conv != ex.Conversation.ID || ex.Question.ConversationID != conv {
+		t.Fatalf("PrepareExchange with a new conversation = %q, %v; want its new id", conv, err)
+	}
+	if ex.Answer.CreatedAt != later || ex.Conversation.UpdatedAt != later || ex.Conversation.CreatedAt != now {
+		t.Errorf("answer CreatedAt %v, conversation CreatedAt %v, UpdatedAt %v; want %v, %v, %v",
+			ex.Answer.CreatedAt, ex.Conversation.CreatedAt, ex.Conversation.UpdatedAt, later, now, later)
+	}
+
+	for _, tt := range []struct {
+		name  string
+		spoil func(ex *chat.Exchange)
+	}{
+		{"no question", func(ex *chat.Exchange) { ex.Question = nil }},
+		{"no answer", func(ex *chat.Exchange) { ex.Answer = nil }},
+		{"another owner's conversation", func(ex *chat.Exchange) { ex.Conversation = &chat.Conversation{OwnerID: "bob"} }},
+		{"question outside the new conversation", func(ex *chat.Exchange) { ex.Conversation = &chat.Conversation{OwnerID: "alice"} }},
+		{"answer in another conversation", func(ex *chat.Exchange) { ex.Answer.ConversationID = "d" }},
+		{"answer before question", func(ex *chat.Exchange) { ex.Answer.CreatedAt = now.Add(-time.Second) }},
+		{"answer id before question id", func(ex *chat.Exchange) { ex.Question.ID, ex.Answer.ID = "b", "a" }},
+	} {
+		ex := exchange("c")
+		tt.spoil(ex)
+		if _, err := PrepareExchange("alice", ex, now); err == nil {
+			t.Errorf("PrepareExchange with %s succeeded; want an error", tt.name)
+		}
+	}
+	if _, err := PrepareExchange("alice", exchange(""), now); !errors.Is(err, chat.ErrNotFound) {
+		t.Errorf("PrepareExchange without a conversation: %v; want chat.ErrNotFound", err)
+	}
+	if _, err := PrepareExchange("alice", nil, now); err == nil {
+		t.Errorf("PrepareExchange(nil) succeeded; want an error")
+	}
+}
+
+func TestPrepareAnswer(t *testing.T) {
+	done := time.Date(2024, 1, 1, 12, 0, 0, 999, time.FixedZone("CET", 3600))
+	a := &chat.Message{CompletedAt: &done}
+	if err := PrepareAnswer(a); err != nil {
+		t.Fatalf("PrepareAnswer: %v", err)
+	}
+	if want := time.Date(2024, 1, 1, 11, 0, 0, 0, time.UTC); *a.CompletedAt != want || done.Nanosecond() != 999 {
+		t.Errorf("CompletedAt = %v (given %v); want %v, the given time untouched", *a.CompletedAt, done, want)
+	}
+	if err := PrepareAnswer(nil); err == nil {
+		t.Errorf("PrepareAnswer(nil) succeeded; want an error")
+	}
+}

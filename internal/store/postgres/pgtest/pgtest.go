@@ -101,8 +101,9 @@ func NewStore(t testing.TB, opts ...postgres.Option) *postgres.Store {
 	return Open(t, NewSchema(t), true, opts...)
 }
 
-// StatementCounter is a pgx.QueryTracer that counts the statements run and
-// keeps their text. Its methods are safe for concurrent use.
+// StatementCounter is a pgx.QueryTracer and pgx.BatchTracer that counts
+// the statements run, each statement of a batch included, and keeps their
+// text. Its methods are safe for concurrent use.
 type StatementCounter struct {
 	mu         sync.Mutex
 	statements []string
@@ -110,14 +111,32 @@ type StatementCounter struct {
 
 // TraceQueryStart implements pgx.QueryTracer.
 func (c *StatementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	c.mu.Lock()
-	c.statements = append(c.statements, strings.Join(strings.Fields(data.SQL), " "))
-	c.mu.Unlock()
+	c.add(data.SQL)
 	return ctx
 }
 
 // TraceQueryEnd implements pgx.QueryTracer.
 func (c *StatementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TraceBatchStart implements pgx.BatchTracer.
+func (c *StatementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+// TraceBatchQuery implements pgx.BatchTracer: it counts a statement of a
+// batch once its result has been read.
+func (c *StatementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	c.add(data.SQL)
+}
+
+// TraceBatchEnd implements pgx.BatchTracer.
+func (c *StatementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (c *StatementCounter) add(sql string) {
+	c.mu.Lock()
+	c.statements = append(c.statements, strings.Join(strings.Fields(sql), " "))
+	c.mu.Unlock()
+}
 
 // Count returns the number of statements since the last Reset.
 func (c *StatementCounter) Count() int {
