@@ -28,6 +28,7 @@ type ResolverRoot interface {
 	MessageConnection() MessageConnectionResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
+	Subscription() SubscriptionResolver
 	User() UserResolver
 }
 
@@ -36,6 +37,19 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	AnswerEvent struct {
+		Delta         func(childComplexity int) int
+		Done          func(childComplexity int) int
+		Message       func(childComplexity int) int
+		MessageNodeID func(childComplexity int) int
+		Seq           func(childComplexity int) int
+	}
+
+	AskPayload struct {
+		Answer   func(childComplexity int) int
+		Question func(childComplexity int) int
+	}
+
 	Conversation struct {
 		CreatedAt   func(childComplexity int) int
 		LastMessage func(childComplexity int) int
@@ -84,7 +98,15 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Model struct {
+		Default func(childComplexity int) int
+		ID      func(childComplexity int) int
+		OwnedBy func(childComplexity int) int
+	}
+
 	Mutation struct {
+		Ask                func(childComplexity int, input model.AskInput) int
+		CancelAnswer       func(childComplexity int, messageID string) int
 		DeleteConversation func(childComplexity int, id string) int
 		RenameConversation func(childComplexity int, input model.RenameConversationInput) int
 		StartConversation  func(childComplexity int, input model.StartConversationInput) int
@@ -100,12 +122,19 @@ type ComplexityRoot struct {
 	Query struct {
 		Conversation  func(childComplexity int, id string) int
 		Conversations func(childComplexity int, first *int, after *string, last *int, before *string) int
+		Models        func(childComplexity int) int
 		Node          func(childComplexity int, id string) int
 		Viewer        func(childComplexity int) int
 	}
 
 	StartConversationPayload struct {
+		Answer       func(childComplexity int) int
 		Conversation func(childComplexity int) int
+		Question     func(childComplexity int) int
+	}
+
+	Subscription struct {
+		Answer func(childComplexity int, messageID string, after *int) int
 	}
 
 	TokenUsage struct {
@@ -135,6 +164,50 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "AnswerEvent.delta":
+		if e.ComplexityRoot.AnswerEvent.Delta == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerEvent.Delta(childComplexity), true
+	case "AnswerEvent.done":
+		if e.ComplexityRoot.AnswerEvent.Done == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerEvent.Done(childComplexity), true
+	case "AnswerEvent.message":
+		if e.ComplexityRoot.AnswerEvent.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerEvent.Message(childComplexity), true
+	case "AnswerEvent.messageId":
+		if e.ComplexityRoot.AnswerEvent.MessageNodeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerEvent.MessageNodeID(childComplexity), true
+	case "AnswerEvent.seq":
+		if e.ComplexityRoot.AnswerEvent.Seq == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerEvent.Seq(childComplexity), true
+
+	case "AskPayload.answer":
+		if e.ComplexityRoot.AskPayload.Answer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AskPayload.Answer(childComplexity), true
+	case "AskPayload.question":
+		if e.ComplexityRoot.AskPayload.Question == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AskPayload.Question(childComplexity), true
 
 	case "Conversation.createdAt":
 		if e.ComplexityRoot.Conversation.CreatedAt == nil {
@@ -327,6 +400,47 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MessageEdge.Node(childComplexity), true
 
+	case "Model.isDefault":
+		if e.ComplexityRoot.Model.Default == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Model.Default(childComplexity), true
+	case "Model.id":
+		if e.ComplexityRoot.Model.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Model.ID(childComplexity), true
+	case "Model.ownedBy":
+		if e.ComplexityRoot.Model.OwnedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Model.OwnedBy(childComplexity), true
+
+	case "Mutation.ask":
+		if e.ComplexityRoot.Mutation.Ask == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_ask_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.Ask(childComplexity, args["input"].(model.AskInput)), true
+	case "Mutation.cancelAnswer":
+		if e.ComplexityRoot.Mutation.CancelAnswer == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelAnswer_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelAnswer(childComplexity, args["messageId"].(string)), true
 	case "Mutation.deleteConversation":
 		if e.ComplexityRoot.Mutation.DeleteConversation == nil {
 			break
@@ -409,6 +523,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Conversations(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string)), true
 
+	case "Query.models":
+		if e.ComplexityRoot.Query.Models == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Models(childComplexity), true
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
 			break
@@ -427,12 +547,36 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
 
+	case "StartConversationPayload.answer":
+		if e.ComplexityRoot.StartConversationPayload.Answer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StartConversationPayload.Answer(childComplexity), true
 	case "StartConversationPayload.conversation":
 		if e.ComplexityRoot.StartConversationPayload.Conversation == nil {
 			break
 		}
 
 		return e.ComplexityRoot.StartConversationPayload.Conversation(childComplexity), true
+	case "StartConversationPayload.question":
+		if e.ComplexityRoot.StartConversationPayload.Question == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StartConversationPayload.Question(childComplexity), true
+
+	case "Subscription.answer":
+		if e.ComplexityRoot.Subscription.Answer == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_answer_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.Answer(childComplexity, args["messageId"].(string), args["after"].(*int)), true
 
 	case "TokenUsage.completionTokens":
 		if e.ComplexityRoot.TokenUsage.CompletionTokens == nil {
@@ -487,6 +631,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("AskInput", ec.unmarshalInputAskInput),
 			graphql.NewInputUnmarshaler("RenameConversationInput", ec.unmarshalInputRenameConversationInput),
 			graphql.NewInputUnmarshaler("StartConversationInput", ec.unmarshalInputStartConversationInput),
 		)
@@ -539,6 +684,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 				Data: buf.Bytes(),
 			}
 		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
 
 	default:
 		return graphql.OneShot(graphql.ErrorResponse(ctx, "unsupported GraphQL operation"))
@@ -565,6 +727,102 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../schema/answer.graphqls", Input: `"A language model the backend offers for answers."
+type Model {
+  "The model's id, as given to ` + "`" + `ask` + "`" + ` and ` + "`" + `startConversation` + "`" + `."
+  id: String!
+  "The organisation that owns the model, when the backend says."
+  ownedBy: String
+  "Whether answers use this model when none is asked for."
+  isDefault: Boolean!
+}
+
+extend type Query {
+  "The language models that can answer questions, the default first."
+  models: [Model!]! @requiresScope(scope: "read:chat") @listSize(assumedSize: 20)
+}
+
+"The input of ` + "`" + `ask` + "`" + `."
+input AskInput {
+  "The conversation's global id."
+  conversationId: ID!
+  "The question, 1 to 16 000 characters."
+  question: String!
+  "The model that answers; defaults to the backend's default (see ` + "`" + `models` + "`" + `)."
+  model: String
+  """
+  A key the client chooses (up to 128 characters) so that a retried ` + "`" + `ask` + "`" + `
+  is safe: the same key from the same user returns the pair the first call
+  stored, and nothing new is generated.
+  """
+  idempotencyKey: String
+}
+
+"The result of ` + "`" + `ask` + "`" + `."
+type AskPayload {
+  "The question, as stored."
+  question: Message!
+  """
+  The answer, in status STREAMING: subscribe to ` + "`" + `answer(messageId:)` + "`" + ` for its
+  text as it is generated.
+  """
+  answer: Message!
+}
+
+extend type Mutation {
+  """
+  Asks a question in one of the viewer's conversations. The question and
+  its answer (status STREAMING) are stored and the answer starts generating
+  at once; the mutation returns without waiting for it. The model sees the
+  conversation's earlier questions and answers. The generation belongs to
+  the server: it runs to its end and is saved even if nobody watches.
+  """
+  ask(input: AskInput!): AskPayload!
+    @requiresScope(scope: "write:chat") @cost(weight: 1000)
+
+  """
+  Stops the generation of one of the viewer's answers, which ends as
+  CANCELLED with the text produced so far. An answer that has already ended
+  is returned as it is.
+  """
+  cancelAnswer("The answer's global id." messageId: ID!): Message!
+    @requiresScope(scope: "write:chat") @cost(weight: 10)
+}
+
+"One step of an answer being generated."
+type AnswerEvent {
+  "The answer's global id."
+  messageId: ID!
+  """
+  The event's number, from 1. Resubscribing with ` + "`" + `after` + "`" + ` set to the last
+  seq received delivers exactly the rest. A client that falls behind may get
+  several steps merged into one event, numbered as the last of them.
+  """
+  seq: Int!
+  "The text this event adds to the answer; empty in the last event."
+  delta: String!
+  "True for the last event: the answer has ended (see ` + "`" + `message.status` + "`" + `)."
+  done: Boolean!
+  "The answer as saved, in the last event only."
+  message: Message
+}
+
+type Subscription {
+  """
+  The text of one of the viewer's answers as it is generated, token by
+  token. Events are numbered from 1; ` + "`" + `after: N` + "`" + ` replays every event after
+  N, then continues live, so a client that reconnects loses nothing. The
+  last event has ` + "`" + `done: true` + "`" + ` and the final ` + "`" + `message` + "`" + `. An answer that has
+  already ended yields its final event at once.
+  """
+  answer(
+    "The answer's global id."
+    messageId: ID!
+    "The seq of the last event already received; 0 or absent for all."
+    after: Int
+  ): AnswerEvent! @requiresScope(scope: "read:chat")
+}
+`, BuiltIn: false},
 	{Name: "../schema/conversation.graphqls", Input: `"A thread of questions and answers, owned by one user."
 type Conversation implements Node {
   "The conversation's global id."
@@ -722,14 +980,28 @@ extend type Query {
 
 "The input of ` + "`" + `startConversation` + "`" + `."
 input StartConversationInput {
-  "The title, 1 to 200 characters; defaults to \"New conversation\"."
+  """
+  The title, 1 to 200 characters; defaults to the question's beginning, or
+  to "New conversation" without one.
+  """
   title: String
+  """
+  A first question (1 to 16 000 characters): when given, the answer starts
+  generating at once, as with ` + "`" + `ask` + "`" + `.
+  """
+  question: String @cost(weight: 1000)
+  "The model that answers the question; defaults to the backend's default (see ` + "`" + `models` + "`" + `)."
+  model: String
 }
 
 "The result of ` + "`" + `startConversation` + "`" + `."
 type StartConversationPayload {
   "The new conversation."
   conversation: Conversation!
+  "The first question, when one was given."
+  question: Message
+  "The answer to the first question, in status STREAMING, when one was given."
+  answer: Message
 }
 
 "The input of ` + "`" + `renameConversation` + "`" + `."
@@ -882,6 +1154,32 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_AnswerEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "messageId":
+		return ec.fieldContext_AnswerEvent_messageId(ctx, field)
+	case "seq":
+		return ec.fieldContext_AnswerEvent_seq(ctx, field)
+	case "delta":
+		return ec.fieldContext_AnswerEvent_delta(ctx, field)
+	case "done":
+		return ec.fieldContext_AnswerEvent_done(ctx, field)
+	case "message":
+		return ec.fieldContext_AnswerEvent_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AnswerEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_AskPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "question":
+		return ec.fieldContext_AskPayload_question(ctx, field)
+	case "answer":
+		return ec.fieldContext_AskPayload_answer(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AskPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_Conversation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -978,6 +1276,18 @@ func (ec *executionContext) childFields_MessageEdge(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type MessageEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_Model(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Model_id(ctx, field)
+	case "ownedBy":
+		return ec.fieldContext_Model_ownedBy(ctx, field)
+	case "isDefault":
+		return ec.fieldContext_Model_isDefault(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Model", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -996,6 +1306,10 @@ func (ec *executionContext) childFields_StartConversationPayload(ctx context.Con
 	switch field.Name {
 	case "conversation":
 		return ec.fieldContext_StartConversationPayload_conversation(ctx, field)
+	case "question":
+		return ec.fieldContext_StartConversationPayload_question(ctx, field)
+	case "answer":
+		return ec.fieldContext_StartConversationPayload_answer(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type StartConversationPayload", field.Name)
 }

@@ -154,17 +154,41 @@ func (r *mutationResolver) StartConversation(ctx context.Context, input model.St
 	if err != nil {
 		return nil, err
 	}
-	title := defaultTitle
-	if input.Title != nil {
-		if title, err = checkTitle(*input.Title); err != nil {
+	var question string
+	if input.Question != nil {
+		if question, err = checkQuestion(*input.Question); err != nil {
 			return nil, err
 		}
 	}
-	c := &chat.Conversation{OwnerID: owner, Title: title}
-	if err := r.Store.CreateConversation(ctx, c); err != nil {
+	mod, err := checkModel(input.Model)
+	if err != nil {
 		return nil, err
 	}
-	return &model.StartConversationPayload{Conversation: c}, nil
+	title := defaultTitle
+	switch {
+	case input.Title != nil:
+		if title, err = checkTitle(*input.Title); err != nil {
+			return nil, err
+		}
+	case question != "":
+		title = defaultTitleFor(question)
+	}
+	c := &chat.Conversation{OwnerID: owner, Title: title}
+	if question == "" {
+		if err := r.Store.CreateConversation(ctx, c); err != nil {
+			return nil, err
+		}
+		return &model.StartConversationPayload{Conversation: c}, nil
+	}
+	ex := &chat.Exchange{
+		Conversation: c,
+		Question:     &chat.Message{Content: question},
+		Answer:       &chat.Message{},
+	}
+	if _, err := r.Answers.Ask(ctx, owner, ex, mod); err != nil {
+		return nil, err
+	}
+	return &model.StartConversationPayload{Conversation: c, Question: ex.Question, Answer: ex.Answer}, nil
 }
 
 func (r *mutationResolver) RenameConversation(ctx context.Context, input model.RenameConversationInput) (*chat.Conversation, error) {
@@ -190,6 +214,11 @@ func (r *mutationResolver) DeleteConversation(ctx context.Context, id string) (s
 	}
 	local, err := chat.DecodeNodeIDOf(chat.KindConversation, id)
 	if err != nil {
+		return "", err
+	}
+	// Stop the conversation's generations first, so that none writes to
+	// it once it is gone.
+	if err := r.Answers.CancelConversation(ctx, owner, local); err != nil {
 		return "", err
 	}
 	if err := r.Store.DeleteConversation(ctx, owner, local); err != nil {

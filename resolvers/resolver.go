@@ -12,6 +12,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 
 	"askgate/graph"
+	"askgate/internal/answers"
 	"askgate/internal/auth"
 	"askgate/internal/chat"
 	"askgate/loaders"
@@ -22,6 +23,8 @@ import (
 type Resolver struct {
 	Store chat.Store
 	Users chat.UserDirectory
+	// Answers asks the language model and streams its answers.
+	Answers *answers.Manager
 }
 
 // NewSchema returns the executable schema with its resolvers and the
@@ -110,4 +113,5 @@ var (
 	_ graph.UserResolver                   = (*userResolver)(nil)
 	_ graph.ConversationConnectionResolver = (*conversationConnectionResolver)(nil)
 	_ graph.MessageConnectionResolver      = (*messageConnectionResolver)(nil)
+	_ graph.SubscriptionResolver           = (*subscriptionResolver)(nil)
 )

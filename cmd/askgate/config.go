@@ -20,6 +20,9 @@ import (
 // It is public (it is in the source), so production mode refuses it.
 const devSecret = "askgate-development-secret-do-not-use-in-production"
 
+// defaultSystemPrompt is the system prompt when none is configured.
+const defaultSystemPrompt = "You are a helpful assistant. Answer clearly and concisely."
+
 // Modes of operation.
 const (
 	modeDevelopment = "development"
@@ -47,6 +50,19 @@ type config struct {
 	PersistedQueries   string
 	PersistedOnly      bool
 	Limits             protect.Limits
+
+	LLMBaseURL           string
+	LLMAPIKey            string
+	LLMModel             string
+	LLMSystemPrompt      string
+	LLMHistoryTokens     int
+	LLMMaxTokens         int
+	LLMFirstTokenTimeout time.Duration
+	LLMIdleTimeout       time.Duration
+	AnswerRetention      time.Duration
+	WSInitTimeout        time.Duration
+	WSMaxSubscriptions   int
+	AllowedOrigins       []string
 }
 
 // setting ties a configuration field to its variable and flag.
@@ -77,6 +93,19 @@ func integer(dst func(*config) *int) func(*config, string) error {
 			return fmt.Errorf("%q is not a whole number ≥ 0", v)
 		}
 		*dst(c) = n
+		return nil
+	}
+}
+
+func list(dst func(*config) *[]string) func(*config, string) error {
+	return func(c *config, v string) error {
+		var out []string
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+		*dst(c) = out
 		return nil
 	}
 }
@@ -117,6 +146,18 @@ var settings = []setting{
 	{"ASKGATE_MAX_DOCUMENT_BYTES", "max-document-bytes", "102400", "largest document (MAX_DOCUMENT_SIZE_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxDocumentBytes })},
 	{"ASKGATE_MAX_COST", "max-cost", "5000", "highest query cost of one operation (COST_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxCost })},
 	{"ASKGATE_REQUEST_TIMEOUT", "request-timeout", "30s", "longest a query or mutation may run (subscriptions are exempt)", duration(func(c *config) *time.Duration { return &c.RequestTimeout })},
+	{"ASKGATE_LLM_BASE_URL", "llm-base-url", "", "OpenAI-compatible base URL (…/v1); empty = the built-in demo backend", str(func(c *config) *string { return &c.LLMBaseURL })},
+	{"ASKGATE_LLM_API_KEY", "llm-api-key", "", "bearer key for the LLM backend", str(func(c *config) *string { return &c.LLMAPIKey })},
+	{"ASKGATE_LLM_MODEL", "llm-model", "", "default model id; empty = the backend's first model", str(func(c *config) *string { return &c.LLMModel })},
+	{"ASKGATE_LLM_SYSTEM_PROMPT", "llm-system-prompt", defaultSystemPrompt, "system prompt sent first with every question; empty = none", str(func(c *config) *string { return &c.LLMSystemPrompt })},
+	{"ASKGATE_LLM_HISTORY_TOKENS", "llm-history-tokens", "3000", "earlier questions and answers sent with a question, in estimated tokens", integer(func(c *config) *int { return &c.LLMHistoryTokens })},
+	{"ASKGATE_LLM_MAX_TOKENS", "llm-max-tokens", "0", "longest answer in tokens; 0 = the backend's default", integer(func(c *config) *int { return &c.LLMMaxTokens })},
+	{"ASKGATE_LLM_FIRST_TOKEN_TIMEOUT", "llm-first-token-timeout", "30s", "longest wait for an answer's first token", duration(func(c *config) *time.Duration { return &c.LLMFirstTokenTimeout })},
+	{"ASKGATE_LLM_IDLE_TIMEOUT", "llm-idle-timeout", "30s", "longest wait between two tokens of an answer", duration(func(c *config) *time.Duration { return &c.LLMIdleTimeout })},
+	{"ASKGATE_ANSWER_RETENTION", "answer-retention", "10m", "how long a finished answer's events stay replayable", duration(func(c *config) *time.Duration { return &c.AnswerRetention })},
+	{"ASKGATE_WS_INIT_TIMEOUT", "ws-init-timeout", "3s", "time a WebSocket client has to send connection_init", duration(func(c *config) *time.Duration { return &c.WSInitTimeout })},
+	{"ASKGATE_WS_MAX_SUBSCRIPTIONS", "ws-max-subscriptions", "20", "concurrent subscriptions per WebSocket connection", integer(func(c *config) *int { return &c.WSMaxSubscriptions })},
+	{"ASKGATE_ALLOWED_ORIGINS", "allowed-origins", "", "comma-separated origins (https://app.example) allowed to open WebSockets; empty = same origin only", list(func(c *config) *[]string { return &c.AllowedOrigins })},
 	{"ASKGATE_DEBUG_ADDR", "debug-addr", "", "listen address of the pprof profiler; empty = off (keep it private)", str(func(c *config) *string { return &c.DebugAddr })},
 }
 
@@ -178,6 +219,29 @@ func (c *config) check() error {
 	}
 	if c.UserServiceTimeout == 0 {
 		return errors.New("ASKGATE_USER_SERVICE_TIMEOUT: must be positive")
+	}
+	if err := checkHTTPURL(c.LLMBaseURL); err != nil {
+		return fmt.Errorf("ASKGATE_LLM_BASE_URL: %w", err)
+	}
+	if c.LLMFirstTokenTimeout == 0 {
+		return errors.New("ASKGATE_LLM_FIRST_TOKEN_TIMEOUT: must be positive")
+	}
+	if c.LLMIdleTimeout == 0 {
+		return errors.New("ASKGATE_LLM_IDLE_TIMEOUT: must be positive")
+	}
+	if c.AnswerRetention == 0 {
+		return errors.New("ASKGATE_ANSWER_RETENTION: must be positive")
+	}
+	if c.WSInitTimeout == 0 {
+		return errors.New("ASKGATE_WS_INIT_TIMEOUT: must be positive")
+	}
+	if c.WSMaxSubscriptions == 0 {
+		return errors.New("ASKGATE_WS_MAX_SUBSCRIPTIONS: must be positive")
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("ASKGATE_ALLOWED_ORIGINS: %q is not an origin such as https://app.example.com", o)
+		}
 	}
 	if err := checkHTTPURL(c.JWTJWKSURL); err != nil {
 		return fmt.Errorf("ASKGATE_JWT_JWKS_URL: %w", err)

@@ -6,6 +6,29 @@ import (
 	"askgate/internal/chat"
 )
 
+// The input of `ask`.
+type AskInput struct {
+	// The conversation's global id.
+	ConversationID string `json:"conversationId"`
+	// The question, 1 to 16 000 characters.
+	Question string `json:"question"`
+	// The model that answers; defaults to the backend's default (see `models`).
+	Model *string `json:"model,omitempty"`
+	// A key the client chooses (up to 128 characters) so that a retried `ask`
+	// is safe: the same key from the same user returns the pair the first call
+	// stored, and nothing new is generated.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
+// The result of `ask`.
+type AskPayload struct {
+	// The question, as stored.
+	Question *chat.Message `json:"question"`
+	// The answer, in status STREAMING: subscribe to `answer(messageId:)` for its
+	// text as it is generated.
+	Answer *chat.Message `json:"answer"`
+}
+
 // An edge in a ConversationConnection.
 type ConversationEdge struct {
 	// An opaque cursor for this conversation's position in the list.
@@ -53,12 +76,25 @@ type RenameConversationInput struct {
 
 // The input of `startConversation`.
 type StartConversationInput struct {
-	// The title, 1 to 200 characters; defaults to "New conversation".
+	// The title, 1 to 200 characters; defaults to the question's beginning, or
+	// to "New conversation" without one.
 	Title *string `json:"title,omitempty"`
+	// A first question (1 to 16 000 characters): when given, the answer starts
+	// generating at once, as with `ask`.
+	Question *string `json:"question,omitempty"`
+	// The model that answers the question; defaults to the backend's default (see `models`).
+	Model *string `json:"model,omitempty"`
 }
 
 // The result of `startConversation`.
 type StartConversationPayload struct {
 	// The new conversation.
 	Conversation *chat.Conversation `json:"conversation"`
+	// The first question, when one was given.
+	Question *chat.Message `json:"question,omitempty"`
+	// The answer to the first question, in status STREAMING, when one was given.
+	Answer *chat.Message `json:"answer,omitempty"`
+}
+
+type Subscription struct {
 }

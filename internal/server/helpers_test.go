@@ -264,6 +264,19 @@ func (s *countingStore) CountMessages(ctx context.Context, owner string, ids []s
 	return s.Store.CountMessages(ctx, owner, ids)
 }
 
+func (s *countingStore) AddExchange(ctx context.Context, owner string, ex *chat.Exchange) (bool, error) {
+	s.calls.Add(1)
+	return s.Store.AddExchange(ctx, owner, ex)
+}
+func (s *countingStore) UpdateAnswer(ctx context.Context, owner string, a *chat.Message) (bool, error) {
+	s.calls.Add(1)
+	return s.Store.UpdateAnswer(ctx, owner, a)
+}
+func (s *countingStore) InterruptAnswers(ctx context.Context, msg string) (int, error) {
+	s.calls.Add(1)
+	return s.Store.InterruptAnswers(ctx, msg)
+}
+
 // syncBuffer is a bytes.Buffer safe for concurrent writes, for logs.
 type syncBuffer struct {
 	mu  sync.Mutex

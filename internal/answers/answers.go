@@ -1,0 +1,476 @@
+// Package answers runs the generation of answers: it stores a question with
+// its answer, asks the language model, writes the answer's text to its token
+// log as it arrives, checkpoints it to the store and saves its end.
+//
+// A generation belongs to the Manager, not to the request that started it or
+// to any subscriber: it runs to its end and is saved even when nobody
+// watches. Only Cancel, CancelConversation and Shutdown stop one early.
+package answers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"askgate/internal/chat"
+)
+
+// Defaults of Options.
+const (
+	DefaultHistoryTokens      = 3000
+	DefaultCheckpointInterval = 500 * time.Millisecond
+	DefaultSaveTimeout        = 10 * time.Second
+)
+
+// Messages saved as an answer's error. They are shown to clients.
+const (
+	ErrMessageInterrupted = "interrupted: the server stopped before the answer was complete"
+	errMessageShutdown    = "interrupted: the server shut down before the answer was complete"
+)
+
+// Reasons a generation is stopped early, as context causes.
+var (
+	errCancelled = errors.New("answer cancelled")
+	errDeleted   = errors.New("conversation deleted")
+	errShutdown  = errors.New("server shutting down")
+)
+
+// Options configure a Manager.
+type Options struct {
+	// Store keeps the questions and answers. Required.
+	Store chat.Store
+	// LLM generates the answers. Required.
+	LLM chat.LLM
+	// Log carries every answer's events to its subscribers. Required.
+	Log chat.TokenLog
+	// Logger receives generation failures; nil means slog.Default().
+	Logger *slog.Logger
+	// SystemPrompt, when set, is the first message of every prompt.
+	SystemPrompt string
+	// DefaultModel answers when an ask names no model; empty means the
+	// backend's first model.
+	DefaultModel string
+	// HistoryTokens bounds the earlier questions and answers sent with a
+	// question, in estimated tokens (a token is taken as 4 bytes); zero
+	// means DefaultHistoryTokens, negative means no history.
+	HistoryTokens int
+	// MaxTokens caps an answer's length; zero means the backend's default.
+	MaxTokens int
+	// CheckpointInterval is the least time between two saves of a growing
+	// answer; zero means DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
+}
+
+// Manager starts, tracks and stops generations. It is safe for concurrent
+// use. Its zero value is not usable: call New.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+	// base is the parent of every generation's context: not a request's,
+	// so that a generation outlives the request that started it.
+	base context.Context
+	stop context.CancelCauseFunc
+
+	mu      sync.Mutex
+	jobs    map[string]*job // by answer id
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// job is one running generation.
+type job struct {
+	owner          string
+	conversationID string
+	answer         *chat.Message
+	cancel         context.CancelCauseFunc
+	done           chan struct{}
+}
+
+// New returns a Manager for opts.
+func New(opts Options) *Manager {
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if opts.HistoryTokens == 0 {
+		opts.HistoryTokens = DefaultHistoryTokens
+	}
+	m := &Manager{opts: opts, log: opts.Logger, jobs: map[string]*job{}}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	m.base, m.stop = context.WithCancelCause(context.Background())
+	return m
+}
+
+// Recover ends the answers a previous process left STREAMING as FAILED
+// (interrupted), keeping their saved content. Call it once at start-up,
+// before serving.
+func (m *Manager) Recover(ctx context.Context) (int, error) {
+	n, err := m.opts.Store.InterruptAnswers(ctx, ErrMessageInterrupted)
+	if err != nil {
+		return 0, fmt.Errorf("recovering interrupted answers: %w", err)
+	}
+	if n > 0 {
+		m.log.Warn("answers left streaming by a previous process were marked interrupted", slog.Int("answers", n))
+	}
+	return n, nil
+}
+
+// Models returns the backend's models, the default first (with Default
+// set): the configured DefaultModel, else the backend's first.
+func (m *Manager) Models(ctx context.Context) ([]chat.Model, error) {
+	models, err := m.opts.LLM.Models(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]chat.Model, 0, len(models)+1)
+	if d := m.opts.DefaultModel; d != "" {
+		out = append(out, chat.Model{ID: d})
+		for _, mod := range models {
+			if mod.ID == d {
+				out[0] = mod
+			} else {
+				out = append(out, mod)
+			}
+		}
+	} else {
+		out = append(out, models...)
+	}
+	for i := range out {
+		out[i].Default = i == 0
+	}
+	return out, nil
+}
+
+// resolveModel returns the model an ask uses: the one asked for, which
+// must be one the backend offers, or the default.
+func (m *Manager) resolveModel(ctx context.Context, model string) (string, error) {
+	models, err := m.Models(ctx)
+	if err != nil {
+		if model != "" {
+			// The list is unavailable; let the backend judge the name.
+			return model, nil
+		}
+		return m.opts.DefaultModel, nil
+	}
+	if model == "" {
+		if len(models) == 0 {
+			return "", nil
+		}
+		return models[0].ID, nil
+	}
+	for _, mod := range models {
+		if mod.ID == model {
+			return model, nil
+		}
+	}
+	return "", chat.Errorf(chat.CodeBadUserInput, "unknown model %q: see the models query", model)
+}
+
+// Ask stores ex (a question and a new answer, see chat.Store.AddExchange)
+// for owner and starts generating the answer; it returns without waiting
+// for the generation. ex.Answer gets status STREAMING and the model.
+// When ex's idempotency key was used before, ex holds the pair stored
+// then, created is false and nothing new is generated.
+func (m *Manager) Ask(ctx context.Context, owner string, ex *chat.Exchange, model string) (created bool, err error) {
+	m.mu.Lock()
+	closing := m.closing
+	m.mu.Unlock()
+	if closing {
+		return false, chat.Errorf(chat.CodeUpstreamUnavailable, "the server is shutting down: ask again in a moment")
+	}
+	if model, err = m.resolveModel(ctx, model); err != nil {
+		return false, err
+	}
+	var history []*chat.Message
+	if ex.Conversation == nil && m.opts.HistoryTokens > 0 {
+		if history, err = m.history(ctx, owner, ex.Question.ConversationID); err != nil {
+			return false, err
+		}
+	}
+	ex.Question.Role, ex.Question.Status, ex.Question.AuthorID = chat.RoleUser, chat.StatusComplete, owner
+	ex.Answer.Role, ex.Answer.Status, ex.Answer.Model = chat.RoleAssistant, chat.StatusStreaming, model
+	if created, err = m.opts.Store.AddExchange(ctx, owner, ex); err != nil || !created {
+		return created, err
+	}
+	if err := m.opts.Log.Open(ctx, ex.Answer.ID); err != nil {
+		// Without a log nobody could watch the answer: end it now rather
+		// than leave it streaming.
+		m.finish(owner, ex.Answer, &strings.Builder{}, nil, "", chat.StatusFailed, "the answer could not be started")
+		return true, fmt.Errorf("opening the token log: %w", err)
+	}
+	req := chat.CompletionRequest{Model: model, Messages: m.prompt(history, ex.Question.Content), MaxTokens: m.opts.MaxTokens}
+	m.start(owner, ex.Answer, req)
+	return true, nil
+}
+
+// history returns the conversation's latest messages, oldest first.
+func (m *Manager) history(ctx context.Context, owner, conversationID string) ([]*chat.Message, error) {
+	pages, err := m.opts.Store.ListMessages(ctx, owner, []string{conversationID}, chat.Page{Limit: chat.MaxPageSize, Backward: true})
+	if err != nil {
+		return nil, err
+	}
+	if len(pages) == 0 {
+		return nil, nil
+	}
+	return pages[0].Messages, nil
+}
+
+// prompt builds the messages sent to the model: the system prompt, as much
+// of the history as fits the budget (the latest first), and the question.
+// Answers that did not complete, and empty ones, are left out.
+func (m *Manager) prompt(history []*chat.Message, question string) []chat.PromptMessage {
+	budget := m.opts.HistoryTokens
+	var kept []chat.PromptMessage
+	for i := len(history) - 1; i >= 0; i-- {
+		h := history[i]
+		role := chat.PromptUser
+		if h.Role == chat.RoleAssistant {
+			if h.Status != chat.StatusComplete || h.Content == "" {
+				continue
+			}
+			role = chat.PromptAssistant
+		}
+		cost := EstimateTokens(h.Content)
+		if cost > budget {
+			break
+		}
+		budget -= cost
+		kept = append(kept, chat.PromptMessage{Role: role, Content: h.Content})
+	}
+	msgs := make([]chat.PromptMessage, 0, len(kept)+2)
+	if m.opts.SystemPrompt != "" {
+		msgs = append(msgs, chat.PromptMessage{Role: chat.PromptSystem, Content: m.opts.SystemPrompt})
+	}
+	for i := len(kept) - 1; i >= 0; i-- {
+		msgs = append(msgs, kept[i])
+	}
+	return append(msgs, chat.PromptMessage{Role: chat.PromptUser, Content: question})
+}
+
+// EstimateTokens estimates the tokens of s: about 4 bytes of English text
+// make a token.
+func EstimateTokens(s string) int { return (len(s) + 3) / 4 }
+
+// start runs the generation of answer in its own goroutine.
+func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionRequest) {
+	ctx, cancel := context.WithCancelCause(m.base)
+	j := &job{owner: owner, conversationID: answer.ConversationID, answer: answer, cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		cancel(errShutdown)
+		m.finish(owner, answer, &strings.Builder{}, nil, "", chat.StatusFailed, errMessageShutdown)
+		return
+	}
+	m.jobs[answer.ID] = j
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		defer close(j.done)
+		defer func() {
+			m.mu.Lock()
+			delete(m.jobs, answer.ID)
+			m.mu.Unlock()
+			cancel(nil)
+		}()
+		m.generate(ctx, j, req)
+	}()
+}
+
+// generate streams the reply into the answer's log and the store.
+func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionRequest) {
+	a := j.answer
+	var content strings.Builder
+	var usage *chat.TokenUsage
+	model := a.Model
+	status, errMsg := chat.StatusComplete, ""
+
+	stream, err := m.opts.LLM.Complete(ctx, req)
+	if err == nil {
+		lastSave := time.Now()
+		for {
+			var piece string
+			piece, err = stream.Next()
+			if err != nil {
+				break
+			}
+			if piece == "" {
+				continue
+			}
+			content.WriteString(piece)
+			if _, lerr := m.opts.Log.Append(context.WithoutCancel(ctx), a.ID, piece); lerr != nil {
+				err = fmt.Errorf("appending to the token log: %w", lerr)
+				break
+			}
+			if time.Since(lastSave) >= m.opts.CheckpointInterval {
+				lastSave = time.Now()
+				m.checkpoint(ctx, j, content.String())
+			}
+		}
+		if mod := stream.Model(); mod != "" {
+			model = mod
+		}
+		if errors.Is(err, io.EOF) {
+			err = nil
+			usage = stream.Usage()
+		}
+		stream.Close()
+	}
+	if err != nil {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errCancelled), errors.Is(cause, errDeleted):
+			status = chat.StatusCancelled
+		case errors.Is(cause, errShutdown):
+			status, errMsg = chat.StatusFailed, errMessageShutdown
+		default:
+			status, errMsg = chat.StatusFailed, chat.ErrorMessage(err)
+			m.log.LogAttrs(ctx, slog.LevelWarn, "answer failed",
+				slog.String("answer_id", a.ID), slog.String("model", model), slog.String("error", err.Error()))
+		}
+	}
+	m.finish(j.owner, a, &content, usage, model, status, errMsg)
+}
+
+// checkpoint saves the content of a growing answer. A failed checkpoint is
+// only logged: the next one, or the end, saves the text.
+func (m *Manager) checkpoint(ctx context.Context, j *job, content string) {
+	a := *j.answer
+	a.Content = content
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultSaveTimeout)
+	defer cancel()
+	if _, err := m.opts.Store.UpdateAnswer(sctx, j.owner, &a); err != nil {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "answer checkpoint failed",
+			slog.String("answer_id", a.ID), slog.String("error", err.Error()))
+	}
+}
+
+// finish saves the end of an answer, then ends its log so that
+// subscribers find the final state in the store.
+func (m *Manager) finish(owner string, answer *chat.Message, content *strings.Builder, usage *chat.TokenUsage, model string, status chat.Status, errMsg string) {
+	a := *answer
+	now := chat.Now()
+	a.Content, a.Usage, a.Status, a.Error, a.CompletedAt = content.String(), usage, status, errMsg, &now
+	if model != "" {
+		a.Model = model
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultSaveTimeout)
+	defer cancel()
+	if _, err := m.opts.Store.UpdateAnswer(ctx, owner, &a); err != nil {
+		m.log.LogAttrs(ctx, slog.LevelError, "the end of an answer could not be saved",
+			slog.String("answer_id", a.ID), slog.String("status", string(status)), slog.String("error", err.Error()))
+	}
+	if _, err := m.opts.Log.Finish(ctx, a.ID); err != nil && !errors.Is(err, chat.ErrLogClosed) {
+		m.log.LogAttrs(ctx, slog.LevelError, "the token log could not be finished",
+			slog.String("answer_id", a.ID), slog.String("error", err.Error()))
+	}
+}
+
+// Cancel stops the generation of owner's answer id, which ends CANCELLED
+// with the text produced so far, and returns the answer as saved. An
+// answer that has already ended is returned as it is. Another user's
+// answer, like a missing one, gives ErrNotFound.
+func (m *Manager) Cancel(ctx context.Context, owner, id string) (*chat.Message, error) {
+	a, err := m.answer(ctx, owner, id)
+	if err != nil || a.Status != chat.StatusStreaming {
+		return a, err
+	}
+	m.mu.Lock()
+	j := m.jobs[id]
+	m.mu.Unlock()
+	if j == nil {
+		// Nothing generates it here: end it as it stands.
+		now := chat.Now()
+		a.Status, a.CompletedAt = chat.StatusCancelled, &now
+		if _, err := m.opts.Store.UpdateAnswer(ctx, owner, a); err != nil {
+			return nil, err
+		}
+		if _, err := m.opts.Log.Finish(ctx, id); err != nil && !errors.Is(err, chat.ErrLogClosed) {
+			m.log.LogAttrs(ctx, slog.LevelWarn, "the token log could not be finished",
+				slog.String("answer_id", id), slog.String("error", err.Error()))
+		}
+	} else {
+		j.cancel(errCancelled)
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return m.answer(ctx, owner, id)
+}
+
+// CancelConversation stops every generation in owner's conversation id and
+// waits for them to end; deleting a conversation calls it first.
+func (m *Manager) CancelConversation(ctx context.Context, owner, conversationID string) error {
+	var stopped []*job
+	m.mu.Lock()
+	for _, j := range m.jobs {
+		if j.owner == owner && j.conversationID == conversationID {
+			j.cancel(errDeleted)
+			stopped = append(stopped, j)
+		}
+	}
+	m.mu.Unlock()
+	for _, j := range stopped {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// answer returns owner's answer id from the store.
+func (m *Manager) answer(ctx context.Context, owner, id string) (*chat.Message, error) {
+	msgs, err := m.opts.Store.MessagesByID(ctx, owner, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return nil, chat.ErrNotFound
+	}
+	if msgs[0].Role != chat.RoleAssistant {
+		return nil, chat.Errorf(chat.CodeBadUserInput, "the message is a question, not an answer")
+	}
+	return msgs[0], nil
+}
+
+// Running returns how many generations are running.
+func (m *Manager) Running() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.jobs)
+}
+
+// Shutdown stops taking new questions and waits for the running
+// generations to end. When ctx ends first, the generations still running
+// are stopped and saved as FAILED (interrupted) with their text so far;
+// Shutdown then waits for those saves (each bounded by DefaultSaveTimeout)
+// and returns ctx's error. No goroutine of the Manager survives it.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		m.stop(errShutdown)
+		return nil
+	case <-ctx.Done():
+		m.stop(errShutdown)
+		<-done
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,124 @@
+package answers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"askgate/internal/chat"
+)
+
+// Event is one step of an answer as a subscriber sees it: the schema's
+// AnswerEvent.
+type Event struct {
+	// AnswerID is the answer's local id.
+	AnswerID string
+	// Seq, Delta and Done are the token log's (see chat.TokenEvent).
+	Seq   int
+	Delta string
+	Done  bool
+	// Message is the answer as saved, in the terminal event only.
+	Message *chat.Message
+}
+
+// MessageNodeID is the answer's global id.
+func (e *Event) MessageNodeID() string { return chat.EncodeNodeID(chat.KindMessage, e.AnswerID) }
+
+// waitForLog is how often Watch looks again for the log of an answer that
+// is streaming but whose log is not (yet) readable here.
+const waitForLog = 250 * time.Millisecond
+
+// Watch returns the events of owner's answer id after seq `after`: the
+// replay, then the live tail, then the terminal event with the saved
+// answer, after which the channel is closed. An answer that has already
+// ended, and whose log is gone, yields its terminal event at once. The
+// channel is also closed when ctx ends; the goroutine behind it ends with
+// ctx. Another user's answer, like a missing one, gives ErrNotFound.
+func (m *Manager) Watch(ctx context.Context, owner, id string, after int) (<-chan *Event, error) {
+	if after < 0 {
+		return nil, chat.Errorf(chat.CodeBadUserInput, "after must not be negative")
+	}
+	a, err := m.answer(ctx, owner, id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := m.opts.Log.Read(ctx, id, after)
+	if err != nil && !errors.Is(err, chat.ErrLogNotFound) {
+		return nil, err
+	}
+	out := make(chan *Event, 1)
+	go func() {
+		defer close(out)
+		if r == nil {
+			if r = m.awaitLog(ctx, owner, a, after, out); r == nil {
+				return
+			}
+		}
+		defer r.Close()
+		finished := a.Status != chat.StatusStreaming && after == 0
+		for {
+			ev, err := r.Next(ctx)
+			if err != nil {
+				if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+					m.log.WarnContext(ctx, "reading an answer's token log failed", "answer_id", id, "error", err.Error())
+				}
+				return
+			}
+			if finished && !ev.Done {
+				// The answer had ended when the subscription began: its
+				// final event, which holds the whole text, comes at once.
+				continue
+			}
+			e := &Event{AnswerID: id, Seq: ev.Seq, Delta: ev.Delta, Done: ev.Done}
+			if ev.Done {
+				if e.Message, err = m.answer(ctx, owner, id); err != nil {
+					return
+				}
+			}
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
+			if ev.Done {
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// awaitLog handles an answer without a readable log: one that has ended
+// (its log expired) gets its terminal event from the store; one still
+// streaming is looked at again until its log appears or it ends. It
+// returns the log's reader once there is one, or nil when it has sent the
+// terminal event or ctx has ended.
+func (m *Manager) awaitLog(ctx context.Context, owner string, a *chat.Message, after int, out chan<- *Event) chat.TokenReader {
+	t := time.NewTicker(waitForLog)
+	defer t.Stop()
+	for {
+		if a.Status != chat.StatusStreaming {
+			select {
+			case out <- &Event{AnswerID: a.ID, Seq: after + 1, Done: true, Message: a}:
+			case <-ctx.Done():
+			}
+			return nil
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil
+		}
+		r, err := m.opts.Log.Read(ctx, a.ID, after)
+		if err == nil {
+			return r
+		}
+		if !errors.Is(err, chat.ErrLogNotFound) {
+			return nil
+		}
+		if a, err = m.answer(ctx, owner, a.ID); err != nil {
+			return nil
+		}
+	}
+}
