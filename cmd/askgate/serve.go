@@ -16,11 +16,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"askgate/internal/answers"
 	"askgate/internal/auth"
 	"askgate/internal/chat"
+	"askgate/internal/llm"
 	"askgate/internal/protect"
 	"askgate/internal/server"
 	"askgate/internal/store"
+	"askgate/internal/stream"
 	"askgate/internal/users"
 )
 
@@ -107,6 +110,42 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		rdb = redis.NewClient(opts)
 		defer rdb.Close()
 	}
+	var backend chat.LLM = llm.NewDemo(llm.DemoOptions{})
+	if cfg.LLMBaseURL != "" {
+		c, err := llm.NewClient(cfg.LLMBaseURL, llm.Options{
+			APIKey:            cfg.LLMAPIKey,
+			DefaultModel:      cfg.LLMModel,
+			FirstTokenTimeout: cfg.LLMFirstTokenTimeout,
+			IdleTimeout:       cfg.LLMIdleTimeout,
+			Logger:            log,
+		})
+		if err != nil {
+			return fmt.Errorf("ASKGATE_LLM_BASE_URL: %w", err)
+		}
+		backend = c
+	} else {
+		log.Info("no ASKGATE_LLM_BASE_URL: answers come from the built-in demo backend, not a language model")
+	}
+	tokens := stream.NewMemory(stream.MemoryOptions{Retention: cfg.AnswerRetention})
+	defer tokens.Close()
+	historyTokens := cfg.LLMHistoryTokens
+	if historyTokens == 0 {
+		historyTokens = -1 // none
+	}
+	gen := answers.New(answers.Options{
+		Store:         st,
+		LLM:           backend,
+		Log:           tokens,
+		Logger:        log,
+		SystemPrompt:  cfg.LLMSystemPrompt,
+		DefaultModel:  cfg.LLMModel,
+		HistoryTokens: historyTokens,
+		MaxTokens:     cfg.LLMMaxTokens,
+	})
+	if _, err := gen.Recover(ctx); err != nil {
+		return err
+	}
+
 	deps := server.Deps{
 		Store:       st,
 		Users:       dir,
@@ -118,6 +157,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 		RequestTimeout: cfg.RequestTimeout,
 		Limits:         cfg.Limits,
+		Answers:        gen,
+		Subscriptions: server.SubscriptionOptions{
+			InitTimeout:      cfg.WSInitTimeout,
+			MaxSubscriptions: cfg.WSMaxSubscriptions,
+			AllowedOrigins:   cfg.AllowedOrigins,
+		},
 	}
 	if rdb != nil {
 		deps.Redis = redisPinger{rdb}
@@ -155,14 +200,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("ASKGATE_ADDR: %w", err)
 	}
+	// Requests do not inherit ctx: a signal starts a graceful shutdown
+	// that lets them end, rather than cancelling them all at once.
+	baseCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	handler := server.NewServer(deps)
 	srv := &http.Server{
-		Handler:           server.NewServer(deps),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 	}
 	url := "http://" + displayAddr(ln.Addr())
 	log.Info("askgate listening", slog.String("addr", ln.Addr().String()), slog.String("mode", cfg.Mode))
@@ -179,18 +229,40 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
+		gen.Shutdown(context.Background())
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", slog.Duration("timeout", cfg.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	return shutdown(log, cfg.ShutdownTimeout, srv, handler, gen, cancelRequests, errc)
+}
+
+// shutdown stops the server gracefully within timeout: it stops accepting
+// connections and new questions, lets running answers finish for two
+// thirds of the time (saving the rest as interrupted), closes WebSockets
+// with 1001 and server-sent event streams once their subscribers have had
+// the answers' last events, and waits for the remaining requests.
+func shutdown(log *slog.Logger, timeout time.Duration, srv *http.Server, handler *server.Server, gen *answers.Manager, cancelRequests context.CancelFunc, errc <-chan error) error {
+	log.Info("shutting down", slog.Duration("timeout", timeout), slog.Int("answers_running", gen.Running()))
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Shutdown(sctx) }() // stops accepting at once
+	grace, cancelGrace := context.WithTimeout(sctx, timeout*2/3)
+	defer cancelGrace()
+	if err := gen.Shutdown(grace); err != nil {
+		log.Warn("answers still running at the end of the grace period were saved as interrupted")
+	}
+	if err := handler.Shutdown(sctx); err != nil {
+		log.Warn("subscriptions did not all end in time", slog.String("error", err.Error()))
+	}
+	cancelRequests()
+	if err := <-httpDone; err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	log.Info("stopped")
 	return nil
 }
 

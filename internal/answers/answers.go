@@ -391,6 +391,8 @@ func (m *Manager) Cancel(ctx context.Context, owner, id string) (*chat.Message, 
 		if _, err := m.opts.Store.UpdateAnswer(ctx, owner, a); err != nil {
 			return nil, err
 		}
+		// Whether this update or another end won, the store has the
+		// final state, read below.
 		if _, err := m.opts.Log.Finish(ctx, id); err != nil && !errors.Is(err, chat.ErrLogClosed) {
 			m.log.LogAttrs(ctx, slog.LevelWarn, "the token log could not be finished",
 				slog.String("answer_id", id), slog.String("error", err.Error()))

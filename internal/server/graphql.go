@@ -49,6 +49,9 @@ func (s *Server) graphqlHandler() http.Handler {
 	}
 	s.schema = schema
 	s.apq = s.newAPQ()
+	for _, t := range s.liveTransports() {
+		srv.AddTransport(t)
+	}
 	srv.AddTransport(httpTransport{timeout: timeout, ops: s})
 	srv.SetQueryCache(s.documents)
 	srv.SetParserTokenLimit(s.deps.Limits.ParserTokenLimit())

@@ -16,11 +16,15 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"askgate/internal/answers"
 	"askgate/internal/auth"
 	"askgate/internal/chat"
+	"askgate/internal/llm"
+	"askgate/internal/llm/llmtest"
 	"askgate/internal/protect"
 	"askgate/internal/server"
 	"askgate/internal/store/sqlite"
+	"askgate/internal/stream"
 	"askgate/internal/users"
 	"askgate/internal/users/userstest"
 )
@@ -43,6 +47,10 @@ type env struct {
 	Users   *userstest.Server
 	Logs    *syncBuffer
 	Secret  []byte
+	// Backend is the fake LLM backend; Answers generates through it.
+	Backend *llmtest.Server
+	Answers *answers.Manager
+	Server  *server.Server
 }
 
 type envOptions struct {
@@ -53,6 +61,8 @@ type envOptions struct {
 	timeout    time.Duration
 	apq        protect.APQStore
 	trusted    *protect.Trusted
+	live       server.SubscriptionOptions
+	llm        llm.Options
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
@@ -83,6 +93,24 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	logs := &syncBuffer{}
 	cs := &countingStore{Store: st}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	backend := llmtest.New(t)
+	lopts := opts.llm
+	if lopts.Backoff == 0 {
+		lopts.Backoff = time.Millisecond
+	}
+	llmClient, err := llm.NewClient(backend.URL(), lopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := stream.NewMemory(stream.MemoryOptions{})
+	mgr := answers.New(answers.Options{Store: cs, LLM: llmClient, Log: tokens, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	t.Cleanup(func() {
+		backend.Unhold()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		mgr.Shutdown(ctx)
+		tokens.Close()
+	})
 	h := server.NewServer(server.Deps{
 		Store:       cs,
 		Users:       client,
@@ -94,12 +122,14 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		RequestTimeout: opts.timeout,
 		APQ:            opts.apq,
 		Trusted:        opts.trusted,
+		Answers:        mgr,
+		Subscriptions:  opts.live,
 	})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.MaxHeaderBytes = 2 << 20
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &env{t: t, Handler: h, URL: srv.URL, Store: cs, Users: us, Logs: logs, Secret: testSecret}
+	return &env{t: t, Handler: h, URL: srv.URL, Store: cs, Users: us, Logs: logs, Secret: testSecret, Backend: backend, Answers: mgr, Server: h}
 }
 
 func newSQLiteStore(t testing.TB) chat.Store {

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +94,24 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// Flush sends buffered data to the client, for server-sent events.
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack hands the connection over to a WebSocket (gorilla/websocket
+// needs the writer itself to be an http.Hijacker).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return conn, rw, err
+}
+
 // observe counts and times requests to a route and, for the GraphQL route,
 // writes one log line per operation: name, type, duration, status, error
 // codes, user id and trace id.
@@ -139,6 +160,12 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if isWebSocketUpgrade(r) {
+			// A WebSocket authenticates with its connection_init message
+			// (see authenticateSocket): browsers cannot set headers on it.
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx := r.Context()
 		v, err := s.deps.Auth.Authenticate(r)
 		if err != nil {
@@ -148,15 +175,32 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 		if rl := requestLogFrom(ctx); rl != nil {
 			rl.userID = v.ID
 		}
-		if o, ok := s.deps.Users.(observer); ok {
-			if err := o.Observe(ctx, v.User()); err != nil {
-				s.log.LogAttrs(ctx, slog.LevelWarn, "could not record the viewer's profile",
-					slog.String("user_id", v.ID), slog.String("error", err.Error()),
-					slog.String("trace_id", traceID(ctx)))
-			}
-		}
+		s.observeViewer(ctx, v)
 		next.ServeHTTP(w, r.WithContext(auth.WithViewer(ctx, v)))
 	})
+}
+
+// isWebSocketUpgrade reports whether r asks for a WebSocket.
+func isWebSocketUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		for _, token := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// observeViewer lets the built-in directory record the viewer's profile.
+func (s *Server) observeViewer(ctx context.Context, v *auth.Viewer) {
+	if o, ok := s.deps.Users.(observer); ok {
+		if err := o.Observe(ctx, v.User()); err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "could not record the viewer's profile",
+				slog.String("user_id", v.ID), slog.String("error", err.Error()),
+				slog.String("trace_id", traceID(ctx)))
+		}
+	}
 }
 
 // unauthorized answers a request whose token is missing or bad.

@@ -16,9 +16,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"askgate/internal/answers"
 	"askgate/internal/auth"
 	"askgate/internal/chat"
 	"askgate/internal/protect"
+	"askgate/internal/server/subscriptions"
 	"askgate/loaders"
 	"askgate/resolvers"
 )
@@ -68,6 +70,11 @@ type Deps struct {
 	// Redis, when set, is the shared state whose reachability /readyz
 	// reports.
 	Redis Pinger
+	// Answers asks the language model and streams its answers. Required.
+	Answers *answers.Manager
+	// Subscriptions configure the WebSocket and server-sent events
+	// transports.
+	Subscriptions SubscriptionOptions
 }
 
 // DefaultRequestTimeout bounds a query or mutation when
@@ -83,6 +90,8 @@ type Server struct {
 	documents *documentCache
 	schema    graphql.ExecutableSchema
 	apq       *protect.APQ
+	ws        *subscriptions.WebSocket
+	sse       *subscriptions.SSE
 	handler   http.Handler
 }
 
@@ -115,5 +124,5 @@ func (s *Server) loaderConfig() loaders.Config {
 
 // resolver returns the schema's resolver root.
 func (s *Server) resolver() *resolvers.Resolver {
-	return &resolvers.Resolver{Store: s.deps.Store, Users: s.deps.Users}
+	return &resolvers.Resolver{Store: s.deps.Store, Users: s.deps.Users, Answers: s.deps.Answers}
 }

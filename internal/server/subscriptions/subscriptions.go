@@ -1,0 +1,127 @@
+// Package subscriptions provides askgate's streaming GraphQL transports for
+// gqlgen: WebSocket (the graphql-transport-ws subprotocol of
+// enisdenjo/graphql-ws and the legacy graphql-ws subprotocol of Apollo's
+// subscriptions-transport-ws) and server-sent events (graphql-sse, distinct
+// connections mode). Each is a graphql.Transport to add to a gqlgen
+// handler.Server with AddTransport.
+//
+// The transports are hand-written rather than gqlgen's own
+// (transport.Websocket, transport.SSE) because those get things wrong that
+// matter to a gateway streaming LLM answers:
+//
+//   - gqlgen's WebSocket transport silently replaces a subscription whose
+//     id is already in use, where graphql-transport-ws requires closing the
+//     socket with 4409; it closes most failures with 1002 instead of the
+//     protocol's 44xx codes, has no per-connection subscription limit, and
+//     writes from every subscription goroutine under one mutex, so a slow
+//     client blocks every producer of the connection without bound.
+//   - It runs on coder/websocket, not gorilla/websocket, and keeps the HTTP
+//     handler goroutine and its buffers (about 10 KiB) for the life of the
+//     socket, plus one or two timer goroutines per connection.
+//   - Its SSE transport answers only POST, echoes the request body into
+//     error messages, leaves the HTTP server's write timeout in force (which
+//     cuts long streams) and runs none of askgate's persisted-query and
+//     cost checks.
+//
+// Both transports run the server's own checks around gqlgen's parsing and
+// validation (see Operations), so an operation is refused on a WebSocket or
+// an event stream exactly as it is over plain HTTP.
+package subscriptions
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// Operations are the server's checks around gqlgen's parsing and
+// validation. Both transports call Prepare, then gqlgen's
+// CreateOperationContext (parsing, validation, variable coercion), then
+// Guard, before an operation executes; an error from any step refuses the
+// operation.
+type Operations interface {
+	// Prepare readies raw params before parsing (persisted queries,
+	// document limits); errors refuse the operation.
+	Prepare(ctx context.Context, p *graphql.RawParams) (context.Context, gqlerror.List)
+	// Guard checks a parsed, validated operation (cost); errors refuse it.
+	// prepCtx is what Prepare returned.
+	Guard(prepCtx context.Context, oc *graphql.OperationContext) (cost int, errs gqlerror.List)
+}
+
+// Authenticator turns a connection_init payload (or the upgrade request's
+// Authorization header) into a context carrying the viewer, and returns
+// when its credentials expire (zero = never). An error means a bad token.
+//
+// The WebSocket transport calls it once per connection, when the client's
+// connection_init arrives, with the upgrade request r and the init
+// payload (nil when the client sent none). Clients put
+// {"authorization": "Bearer <JWT>"} (or "Authorization") in the payload;
+// the function decides whether a header on r is accepted as well. The
+// returned context must be derived from ctx.
+type Authenticator func(ctx context.Context, r *http.Request, payload map[string]any) (context.Context, time.Time, error)
+
+// Error codes this package puts in extensions.code; the values are the
+// contract's (see internal/chat).
+const (
+	codeRateLimited     = "RATE_LIMITED"
+	codeUnauthenticated = "UNAUTHENTICATED"
+	codeBadRequest      = "BAD_REQUEST"
+	codeForbidden       = "FORBIDDEN"
+	codeInternal        = "INTERNAL_SERVER_ERROR"
+	// codeUnavailable is the code of a refusal while the server shuts
+	// down (an addition to the contract's codes).
+	codeUnavailable = "SERVICE_UNAVAILABLE"
+)
+
+// codedError returns a GraphQL error with extensions.code.
+func codedError(code, msg string) *gqlerror.Error {
+	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": code}}
+}
+
+// start runs everything that precedes execution: ops.Prepare, gqlgen's
+// parsing and validation, then ops.Guard. It returns the operation to
+// dispatch, or the response (presented errors) that refuses it.
+func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, params *graphql.RawParams) (*graphql.OperationContext, *graphql.Response) {
+	prepCtx := ctx
+	if ops != nil {
+		var errs gqlerror.List
+		if prepCtx, errs = ops.Prepare(ctx, params); len(errs) > 0 {
+			return nil, exec.DispatchError(prepCtx, errs)
+		}
+	}
+	oc, errs := exec.CreateOperationContext(ctx, params)
+	if len(errs) > 0 {
+		errCtx := ctx
+		if oc != nil {
+			errCtx = graphql.WithOperationContext(ctx, oc)
+		}
+		return nil, exec.DispatchError(errCtx, errs)
+	}
+	if ops != nil {
+		if _, errs := ops.Guard(prepCtx, oc); len(errs) > 0 {
+			return nil, exec.DispatchError(graphql.WithOperationContext(ctx, oc), errs)
+		}
+	}
+	return oc, nil
+}
+
+// namesStoredOperation reports whether params without a query name a
+// stored one instead (an automatic persisted query hash or a trusted
+// document id), which Operations.Prepare resolves.
+func namesStoredOperation(p *graphql.RawParams) bool {
+	_, apq := p.Extensions["persistedQuery"]
+	_, doc := p.Extensions["documentId"]
+	return apq || doc
+}
+
+// logger returns l, or slog.Default() when l is nil.
+func logger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.Default()
+	}
+	return l
+}
