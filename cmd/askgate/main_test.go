@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -150,9 +151,66 @@ func TestServeDevelopment(t *testing.T) {
 	if convs["totalCount"].(float64) != 1 || nodes[0].(map[string]any)["id"] != id {
 		t.Errorf("conversations = %v, want the one just started", convs)
 	}
+	var answerID string
 	for _, q := range blocks[2:] {
-		graphql(t, base, token, q)
+		if strings.HasPrefix(strings.TrimSpace(q), "subscription") {
+			if answerID == "" {
+				t.Fatal("the README subscribes before asking a question")
+			}
+			final := subscribeSSE(t, base, token, strings.ReplaceAll(q, "<answer id>", answerID))
+			if final["status"] != "COMPLETE" || !strings.Contains(final["content"].(string), "demo") {
+				t.Errorf("the README's answer ended %v, want COMPLETE from the demo backend", final)
+			}
+			continue
+		}
+		data := graphql(t, base, token, q)
+		if sc, ok := data["startConversation"].(map[string]any); ok && sc["answer"] != nil {
+			answerID = sc["answer"].(map[string]any)["id"].(string)
+		}
 	}
+}
+
+// subscribeSSE runs a subscription over server-sent events until it
+// completes and returns the message of its last event.
+func subscribeSSE(t *testing.T, base, token, query string) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query})
+	req, _ := http.NewRequest(http.MethodPost, base+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var last map[string]any
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "event: complete" {
+			break
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || data == "" {
+			continue
+		}
+		var ev struct {
+			Data   map[string]map[string]any
+			Errors []any
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil || len(ev.Errors) > 0 {
+			t.Fatalf("event %s: %v %v", data, err, ev.Errors)
+		}
+		for _, v := range ev.Data {
+			last = v
+		}
+	}
+	if last == nil || last["done"] != true {
+		t.Fatalf("the subscription ended without its last event: %v", last)
+	}
+	return last["message"].(map[string]any)
 }
 
 // readmeQueries returns the GraphQL blocks of README.md, in order.
