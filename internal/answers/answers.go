@@ -292,6 +292,7 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 	model := a.Model
 	status, errMsg := chat.StatusComplete, ""
 
+	logBroken := false
 	stream, err := m.opts.LLM.Complete(ctx, req)
 	if err == nil {
 		lastSave := time.Now()
@@ -305,9 +306,15 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 				continue
 			}
 			content.WriteString(piece)
-			if _, lerr := m.opts.Log.Append(context.WithoutCancel(ctx), a.ID, piece); lerr != nil {
-				err = fmt.Errorf("appending to the token log: %w", lerr)
-				break
+			if !logBroken {
+				if _, lerr := m.opts.Log.Append(context.WithoutCancel(ctx), a.ID, piece); lerr != nil {
+					// Subscribers stop seeing tokens (the log is full or
+					// gone) but the answer goes on and is saved whole:
+					// they get it with the terminal event.
+					logBroken = true
+					m.log.LogAttrs(ctx, slog.LevelWarn, "the answer's token log refused a token; streaming stops, the answer goes on",
+						slog.String("answer_id", a.ID), slog.String("error", lerr.Error()))
+				}
 			}
 			if time.Since(lastSave) >= m.opts.CheckpointInterval {
 				lastSave = time.Now()

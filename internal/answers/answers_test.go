@@ -257,6 +257,38 @@ func TestAnswerOutlivesItsSubscribers(t *testing.T) {
 	if len(got) != 1 || !got[0].Done || got[0].Message.Content != want {
 		t.Errorf("finished answer gave %d events, first %+v", len(got), got[0])
 	}
+	// So does one resumed at or past its last event.
+	doneSeq := all[len(all)-1].Seq
+	for _, after := range []int{doneSeq, doneSeq + 5} {
+		got = collect(t, must(f.M.Watch(t.Context(), "alice", ex.Answer.ID, after)))
+		if len(got) != 1 || !got[0].Done || got[0].Message.Content != want || got[0].Seq <= after {
+			t.Errorf("after %d: %d events, first %+v", after, len(got), got[0])
+		}
+	}
+}
+
+func TestAnswerLongerThanItsLog(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	small := stream.NewMemory(stream.MemoryOptions{MaxLogBytes: 100})
+	defer small.Close()
+	m := answers.New(answers.Options{Store: f.Store, LLM: must(llm.NewClient(f.Backend.URL(), llm.Options{})), Log: small})
+	defer m.Shutdown(t.Context())
+	tokens := make([]string, 50)
+	for i := range tokens {
+		tokens[i] = "token "
+	}
+	f.Backend.SetReply(tokens...)
+	ex := &chat.Exchange{Question: &chat.Message{ConversationID: f.conv.ID, Content: "long"}, Answer: &chat.Message{ConversationID: f.conv.ID}}
+	must(m.Ask(t.Context(), "alice", ex, ""))
+	got := collect(t, must(m.Watch(t.Context(), "alice", ex.Answer.ID, 0)))
+	want := strings.Join(tokens, "")
+	last := got[len(got)-1]
+	if !last.Done || last.Message.Status != chat.StatusComplete || last.Message.Content != want {
+		t.Errorf("final event %+v %+v, want the whole answer COMPLETE", last, last.Message)
+	}
+	if !strings.HasPrefix(want, text(got)) || len(text(got)) >= len(want) {
+		t.Errorf("streamed %d bytes, want a proper prefix of the %d-byte answer", len(text(got)), len(want))
+	}
 }
 
 func TestFinishedAnswerWithoutLog(t *testing.T) {

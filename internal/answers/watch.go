@@ -51,20 +51,31 @@ func (m *Manager) Watch(ctx context.Context, owner, id string, after int) (<-cha
 	go func() {
 		defer close(out)
 		if r == nil {
-			if r = m.awaitLog(ctx, owner, a, after, out); r == nil {
+			if r = m.awaitLog(ctx, owner, a, after, out, true); r == nil {
 				return
 			}
 		}
 		defer r.Close()
 		finished := a.Status != chat.StatusStreaming && after == 0
+		last := after
 		for {
 			ev, err := r.Next(ctx)
 			if err != nil {
-				if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if !errors.Is(err, io.EOF) {
 					m.log.WarnContext(ctx, "reading an answer's token log failed", "answer_id", id, "error", err.Error())
+				}
+				// The log ended without a terminal event for this reader
+				// (it was past the end, or the log was dropped): the
+				// store has the answer's state.
+				if a, err = m.answer(ctx, owner, id); err == nil {
+					m.awaitFinal(ctx, owner, a, last, out)
 				}
 				return
 			}
+			last = ev.Seq
 			if finished && !ev.Done {
 				// The answer had ended when the subscription began: its
 				// final event, which holds the whole text, comes at once.
@@ -89,12 +100,18 @@ func (m *Manager) Watch(ctx context.Context, owner, id string, after int) (<-cha
 	return out, nil
 }
 
+// awaitFinal waits, reading the store, for an answer whose log can no
+// longer tell its end, and sends its terminal event.
+func (m *Manager) awaitFinal(ctx context.Context, owner string, a *chat.Message, after int, out chan<- *Event) {
+	m.awaitLog(ctx, owner, a, after, out, false)
+}
+
 // awaitLog handles an answer without a readable log: one that has ended
 // (its log expired) gets its terminal event from the store; one still
 // streaming is looked at again until its log appears or it ends. It
 // returns the log's reader once there is one, or nil when it has sent the
 // terminal event or ctx has ended.
-func (m *Manager) awaitLog(ctx context.Context, owner string, a *chat.Message, after int, out chan<- *Event) chat.TokenReader {
+func (m *Manager) awaitLog(ctx context.Context, owner string, a *chat.Message, after int, out chan<- *Event, readLog bool) chat.TokenReader {
 	t := time.NewTicker(waitForLog)
 	defer t.Stop()
 	for {
@@ -110,13 +127,16 @@ func (m *Manager) awaitLog(ctx context.Context, owner string, a *chat.Message, a
 		case <-ctx.Done():
 			return nil
 		}
-		r, err := m.opts.Log.Read(ctx, a.ID, after)
-		if err == nil {
-			return r
+		if readLog {
+			r, err := m.opts.Log.Read(ctx, a.ID, after)
+			if err == nil {
+				return r
+			}
+			if !errors.Is(err, chat.ErrLogNotFound) {
+				return nil
+			}
 		}
-		if !errors.Is(err, chat.ErrLogNotFound) {
-			return nil
-		}
+		var err error
 		if a, err = m.answer(ctx, owner, a.ID); err != nil {
 			return nil
 		}

@@ -20,16 +20,21 @@ type TokenLog interface {
 	// is an error.
 	Open(ctx context.Context, answerID string) error
 	// Append adds a non-empty delta to an open log and returns its seq.
-	// Appending to a missing or finished log returns ErrLogClosed.
+	// Appending to a missing or finished log returns ErrLogClosed. An
+	// implementation may bound a log's size: an Append beyond it returns
+	// ErrLogFull and the log stays open for Finish.
 	Append(ctx context.Context, answerID, delta string) (seq int, err error)
 	// Finish ends the log with its terminal event (Done, empty Delta) and
 	// returns that event's seq; the log is kept for the retention period,
 	// then dropped. Finishing a missing or finished log returns
 	// ErrLogClosed.
 	Finish(ctx context.Context, answerID string) (seq int, err error)
-	// Read returns a reader of the events after seq `after` (0 for all).
-	// It returns ErrLogNotFound when the answer has no log (never opened
-	// here, or dropped after its retention).
+	// Read returns a reader of the events after seq `after` (0 for all; a
+	// negative after reads from the start). A reader at or past the
+	// terminal event gets io.EOF at once; on an unfinished log, a reader
+	// past its end waits for the events after `after`. Read returns
+	// ErrLogNotFound when the answer has no log (never opened here, or
+	// dropped after its retention).
 	Read(ctx context.Context, answerID string, after int) (TokenReader, error)
 }
 
@@ -41,7 +46,8 @@ type TokenReader interface {
 	// into one event whose Seq is the last merged, so the text stays
 	// exact; the terminal event is never merged with deltas. After the
 	// terminal event Next returns io.EOF. It returns ctx's error when ctx
-	// ends first.
+	// ends first, and an error wrapping ErrLogNotFound when an unfinished
+	// log is dropped (its writer gone).
 	Next(ctx context.Context) (TokenEvent, error)
 	// Close releases the reader. It is safe to call more than once.
 	Close() error
@@ -64,4 +70,5 @@ var (
 	ErrLogNotFound = errors.New("token log not found")
 	ErrLogClosed   = errors.New("token log is finished or missing")
 	ErrLogExists   = errors.New("token log already exists")
+	ErrLogFull     = errors.New("token log is full")
 )

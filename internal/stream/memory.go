@@ -45,7 +45,7 @@ var (
 	// ErrLogFull is returned by Append when the delta would take the log
 	// over MaxLogBytes. The delta is not added; the log stays open, so the
 	// writer can still Finish it (the complete answer is in the store).
-	ErrLogFull = errors.New("stream: token log is full")
+	ErrLogFull = chat.ErrLogFull
 
 	// ErrReaderClosed is returned by Next on a reader that was closed.
 	ErrReaderClosed = errors.New("stream: token reader is closed")

@@ -38,8 +38,9 @@ const timeout = 20 * time.Second
 // cleanups with t. Logs returned by newLog may be shared between subtests
 // (as a Redis database is): every subtest uses answer ids of its own.
 //
-// The suite assumes the log's retention is at least a few seconds and that
-// a merged event holds at least 1 KiB of text when that much is pending.
+// The suite needs a retention of at least a few seconds. It checks only
+// what chat.TokenLog promises: in particular, that a reader far behind gets
+// merged events, not how large they are.
 func Run(t *testing.T, newLog func(t *testing.T) chat.TokenLog) {
 	tests := []struct {
 		name string
@@ -53,6 +54,7 @@ func Run(t *testing.T, newLog func(t *testing.T) chat.TokenLog) {
 		{"ReplayNegativeAfter", testReplayNegativeAfter},
 		{"ReadPastEndWaits", testReadPastEndWaits},
 		{"LiveTail", testLiveTail},
+		{"WaitingReaderWakes", testWaitingReaderWakes},
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"SlowReaderMerges", testSlowReaderMerges},
 		{"DoneLastAlone", testDoneLastAlone},
@@ -404,6 +406,72 @@ func testLiveTail(t *testing.T, log chat.TokenLog) {
 	evs, _ := readAll(t, ctx, r)
 	wg.Wait()
 	checkEvents(t, ds, 0, evs, true)
+}
+
+func testWaitingReaderWakes(t *testing.T, log chat.TokenLog) {
+	// A writer that waits for the reader before each delta: every delta
+	// must reach a reader already waiting in Next, without the help of a
+	// later Append or Finish.
+	ctx, cancel := context.WithCancel(testContext(t))
+	ds := deltas(10, 30)
+	id := answerID(t)
+	writeAll(t, log, id, nil, false)
+	const readers = 3
+	got := make(chan chat.TokenEvent, readers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for range readers {
+		r, err := log.Read(ctx, id, 0)
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		wg.Go(func() {
+			defer r.Close()
+			for {
+				ev, err := r.Next(ctx)
+				if err != nil {
+					if err != io.EOF && ctx.Err() == nil {
+						t.Errorf("Next: %v", err)
+					}
+					return
+				}
+				select {
+				case got <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	for i, d := range ds {
+		time.Sleep(time.Millisecond) // let the readers wait
+		appendAll(t, log, id, i, []string{d})
+		for range readers {
+			select {
+			case ev := <-got:
+				if want := (chat.TokenEvent{Seq: i + 1, Delta: d}); ev != want {
+					t.Fatalf("event = %+v, want %+v", ev, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("a reader waiting in Next did not get delta %d within 5s", i+1)
+			}
+		}
+	}
+	time.Sleep(time.Millisecond)
+	if _, err := log.Finish(ctx, id); err != nil {
+		t.Fatalf("Finish: %v", err)
+	}
+	for range readers {
+		select {
+		case ev := <-got:
+			if want := (chat.TokenEvent{Seq: len(ds) + 1, Done: true}); ev != want {
+				t.Fatalf("event = %+v, want %+v", ev, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a reader waiting in Next did not get the Done event within 5s")
+		}
+	}
 }
 
 func testConcurrentReaders(t *testing.T, log chat.TokenLog) {
