@@ -26,15 +26,20 @@ run: ## start the gateway on the embedded defaults (development mode); extra fla
 build: ## build bin/askgate
 	$(GO) build -o $(BIN) ./cmd/askgate
 
-test: services ## the whole suite: services, go test -race, audit, check-generate, lint
+test: services ## the whole suite: services, go test -race, audit, reference clients, check-generate, lint
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory audit
+	$(MAKE) --no-print-directory clients
 	$(MAKE) --no-print-directory check-generate
 	$(MAKE) --no-print-directory lint
 
 .PHONY: audit
 audit: ## GraphQL over HTTP conformance: graphql-http's server audits against a running askgate (no MUST may fail)
 	GO="$(GO)" bash scripts/audit.sh
+
+.PHONY: clients
+clients: ## subscriptions (graphql-transport-ws, legacy graphql-ws, SSE) checked with the reference clients against a running askgate
+	GO="$(GO)" bash scripts/clients.sh
 
 services: ## make sure PostgreSQL and Redis are up on 127.0.0.1
 	bash scripts/services.sh

@@ -80,6 +80,7 @@ token=$("$tmp/askgate" token --sub audit --scope "read:chat write:chat") || die 
 
 # Port 0 lets the kernel pick a free port; development mode prints the
 # GraphQL URL, which says which.
+: >"$tmp/stdout"; : >"$tmp/stderr" # exist before the server writes them: the poll below reads them
 "$tmp/askgate" serve >"$tmp/stdout" 2>"$tmp/stderr" &
 server_pid=$!
 
