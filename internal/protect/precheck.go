@@ -32,6 +32,14 @@ func (l Limits) PreCheck(query, operationName string, introspection bool) gqlerr
 		}
 		return nil
 	}
+	return l.PreCheckDocument(doc, operationName, introspection)
+}
+
+// PreCheckDocument is PreCheck on a document already parsed, such as one
+// found in a cache of parsed documents: the limits apply to the operation
+// a request selects, so a cached document is checked again for each
+// request (in well under a microsecond).
+func (l Limits) PreCheckDocument(doc *ast.QueryDocument, operationName string, introspection bool) gqlerror.List {
 	var op *ast.OperationDefinition
 	switch {
 	case operationName != "":

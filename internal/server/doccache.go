@@ -52,3 +52,9 @@ func (c *documentCache) Add(_ context.Context, query string, doc *ast.QueryDocum
 func (c *documentCache) Contains(query string) bool {
 	return c.lru.Contains(sha256.Sum256([]byte(query)))
 }
+
+// Peek returns query's cached document, without counting a lookup or
+// refreshing its place.
+func (c *documentCache) Peek(query string) (*ast.QueryDocument, bool) {
+	return c.lru.Peek(sha256.Sum256([]byte(query)))
+}

@@ -207,10 +207,13 @@ func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Con
 			return ctx, gqlerror.List{err}
 		}
 	}
-	if s.documents.Contains(p.Query) {
-		return ctx, nil
-	}
 	limits := s.deps.Limits
+	if doc, ok := s.documents.Peek(p.Query); ok {
+		// The document passed the size and token limits when it was
+		// first parsed; the operation limits depend on the operation
+		// this request selects.
+		return ctx, limits.PreCheckDocument(doc, p.OperationName, s.deps.Development)
+	}
 	if err := protect.CheckSize(p.Query, limits); err != nil {
 		return ctx, gqlerror.List{err}
 	}

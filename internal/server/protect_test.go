@@ -2,9 +2,11 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -201,4 +203,79 @@ func BenchmarkProtection(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestCachedDocumentIsCheckedPerOperation: limits apply to the operation a
+// request selects, also when its document is already in the cache because
+// another of its operations ran.
+func TestCachedDocumentIsCheckedPerOperation(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	doc := "query A { viewer { id } } query B { " + repeat("a#: viewer { id }", 20, " ") + " }"
+	send := func(op string) *response {
+		body, _ := json.Marshal(map[string]any{"query": doc, "operationName": op})
+		req, _ := http.NewRequest(http.MethodPost, e.URL+"/graphql", strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+e.token("alice"))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		r := &response{Status: res.StatusCode}
+		json.NewDecoder(res.Body).Decode(r)
+		return r
+	}
+	if r := send("A"); r.Status != 200 || len(r.Errors) != 0 {
+		t.Fatalf("A: %d %+v", r.Status, r.Errors)
+	}
+	calls := e.Users.Calls()
+	r := send("B")
+	if r.Status != 400 || !slices.Contains(r.codes(), "MAX_ALIASES_LIMIT") {
+		t.Errorf("B after A: %d %v, want 400 MAX_ALIASES_LIMIT", r.Status, r.codes())
+	}
+	if e.Users.Calls() != calls {
+		t.Error("the refused operation called the user service")
+	}
+}
+
+// TestLimitsOverWebSocket: operations over a WebSocket meet the same
+// limits as over HTTP, before anything executes.
+func TestLimitsOverWebSocket(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.dial("graphql-transport-ws")
+	c.init(e.token("alice"))
+	before := e.Store.Calls()
+	for i, tc := range []struct{ query, code string }{
+		{nest(5), "MAX_DEPTH_LIMIT"},
+		{"{ conversations(first: 100) { nodes { messages(first: 100) { nodes { id } } } } }", "COST_LIMIT"},
+		{"{ viewer " + strings.Repeat("@include(if: true) ", 5000) + "{ id } }", "MAX_TOKENS_LIMIT"},
+	} {
+		id := fmt.Sprint(i)
+		c.send(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{"query": tc.query}})
+		msg := c.read()
+		raw, _ := json.Marshal(msg["payload"])
+		var errs []gqlError
+		json.Unmarshal(raw, &errs)
+		if msg["type"] != "error" || msg["id"] != id || len(errs) == 0 || !slices.Contains(codesOf(errs), tc.code) {
+			t.Errorf("%s: got %v, want an error with %s", tc.code, msg, tc.code)
+		}
+	}
+	if e.Store.Calls() != before {
+		t.Errorf("refused operations made %d store calls", e.Store.Calls()-before)
+	}
+	// The connection is still usable.
+	c.send(map[string]any{"id": "ok", "type": "subscribe", "payload": map[string]any{"query": "{ viewer { id } }"}})
+	msg := c.read()
+	cost, _ := msg["payload"].(map[string]any)["extensions"].(map[string]any)["cost"].(map[string]any)
+	if msg["type"] != "next" || cost["requestedQueryCost"] != float64(1) {
+		t.Errorf("after the refusals: %v, want a result with its cost (1)", msg)
+	}
+}
+
+func codesOf(errs []gqlError) []string {
+	var out []string
+	for _, e := range errs {
+		out = append(out, e.code())
+	}
+	return out
 }

@@ -352,3 +352,12 @@ func codeOf(e gqlerror.Error) any { return e.Extensions["code"] }
 func subscribeMsg(id, query string) map[string]any {
 	return map[string]any{"type": "subscribe", "id": id, "payload": map[string]any{"query": query}}
 }
+
+// firstWithCost is the test schema's i-th result: the first reports the
+// operation's cost (1 with testOps).
+func firstWithCost(i int) string {
+	if i == 0 {
+		return `{"data":{"name":"test"},"extensions":{"cost":{"requestedQueryCost":1}}}`
+	}
+	return `{"data":{"name":"test"}}`
+}

@@ -139,7 +139,7 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 	s.mu.Unlock()
 	defer s.end()
 
-	responses, ctx := exec.DispatchOperation(ctx, oc)
+	responses, ctx := dispatch(ctx, exec, oc)
 	for {
 		resp := responses(ctx)
 		if resp == nil {

@@ -102,11 +102,46 @@ func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, para
 		return nil, exec.DispatchError(errCtx, errs)
 	}
 	if ops != nil {
-		if _, errs := ops.Guard(prepCtx, oc); len(errs) > 0 {
-			return nil, exec.DispatchError(graphql.WithOperationContext(ctx, oc), errs)
+		cost, errs := ops.Guard(prepCtx, oc)
+		if len(errs) > 0 {
+			return nil, withCost(exec.DispatchError(graphql.WithOperationContext(ctx, oc), errs), cost)
 		}
+		oc.Stats.SetExtension(costStatsKey, cost)
 	}
 	return oc, nil
+}
+
+// costStatsKey keeps an operation's cost in its stats, for dispatch.
+const costStatsKey = "askgate.cost"
+
+// dispatch starts executing oc. The first response reports the
+// operation's cost in extensions.cost.requestedQueryCost, as every HTTP
+// response does; the events of a subscription that follow do not repeat
+// it.
+func dispatch(ctx context.Context, exec graphql.GraphExecutor, oc *graphql.OperationContext) (graphql.ResponseHandler, context.Context) {
+	responses, ctx := exec.DispatchOperation(ctx, oc)
+	cost, ok := oc.Stats.GetExtension(costStatsKey).(int)
+	if !ok {
+		return responses, ctx
+	}
+	first := true
+	return func(ctx context.Context) *graphql.Response {
+		resp := responses(ctx)
+		if resp != nil && first {
+			first = false
+			withCost(resp, cost)
+		}
+		return resp
+	}, ctx
+}
+
+// withCost reports cost in resp's extensions.
+func withCost(resp *graphql.Response, cost int) *graphql.Response {
+	if resp.Extensions == nil {
+		resp.Extensions = make(map[string]any, 1)
+	}
+	resp.Extensions["cost"] = map[string]any{"requestedQueryCost": cost}
+	return resp
 }
 
 // namesStoredOperation reports whether params without a query name a
