@@ -44,10 +44,19 @@ func (s *Server) liveTransports() []graphql.Transport {
 		PingInterval:     o.PingInterval,
 		MaxSubscriptions: o.MaxSubscriptions,
 		AllowedOrigins:   o.AllowedOrigins,
+		RequestTimeout:   s.requestTimeout(),
 		Logger:           s.log,
 	}
-	s.sse = &subscriptions.SSE{Ops: ops, PingInterval: o.PingInterval, Logger: s.log}
+	s.sse = &subscriptions.SSE{Ops: ops, PingInterval: o.PingInterval, RequestTimeout: s.requestTimeout(), Logger: s.log}
 	return []graphql.Transport{s.ws, s.sse}
+}
+
+// requestTimeout bounds a query or mutation.
+func (s *Server) requestTimeout() time.Duration {
+	if s.deps.RequestTimeout > 0 {
+		return s.deps.RequestTimeout
+	}
+	return DefaultRequestTimeout
 }
 
 // liveOps gives the subscription transports the same checks as the HTTP

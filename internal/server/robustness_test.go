@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/base64"
 	"net/http"
 	"strings"
@@ -128,5 +129,19 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	if r := e.post("Bearer "+e.token("alice"), `{ viewer { name } }`, nil); len(r.Errors) > 0 {
 		t.Errorf("after a timeout: %+v", r.Errors)
+	}
+}
+
+// TestRequestTimeoutOverWebSocket: a query over a WebSocket meets the same
+// request timeout, while subscriptions on the connection are exempt.
+func TestRequestTimeoutOverWebSocket(t *testing.T) {
+	e := newEnv(t, envOptions{store: hangingStore{newSQLiteStore(t)}, timeout: 200 * time.Millisecond})
+	c := e.dial("graphql-transport-ws")
+	c.init(e.token("alice"))
+	c.send(map[string]any{"id": "q", "type": "subscribe", "payload": map[string]any{"query": "{ conversations { totalCount } }"}})
+	msg := c.read() // within read's 10 s, not never
+	raw, _ := json.Marshal(msg["payload"])
+	if msg["type"] != "next" || !strings.Contains(string(raw), `"errors"`) || internals.Match(raw) {
+		t.Errorf("timed-out query over WebSocket: %v", msg)
 	}
 }

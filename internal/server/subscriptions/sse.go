@@ -56,6 +56,9 @@ type SSE struct {
 	// WriteTimeout bounds each write to the client; a client that does
 	// not take an event within it is dropped. Default 10 s.
 	WriteTimeout time.Duration
+	// RequestTimeout bounds a query or mutation, as over HTTP; zero means
+	// none. Subscriptions are exempt.
+	RequestTimeout time.Duration
 	// Logger receives what the transport has to say; nil is
 	// slog.Default().
 	Logger *slog.Logger
@@ -139,7 +142,7 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 	s.mu.Unlock()
 	defer s.end()
 
-	responses, ctx := dispatch(ctx, exec, oc)
+	responses, ctx := dispatch(ctx, exec, oc, t.RequestTimeout)
 	for {
 		resp := responses(ctx)
 		if resp == nil {

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
@@ -118,19 +119,27 @@ const costStatsKey = "askgate.cost"
 // operation's cost in extensions.cost.requestedQueryCost, as every HTTP
 // response does; the events of a subscription that follow do not repeat
 // it.
-func dispatch(ctx context.Context, exec graphql.GraphExecutor, oc *graphql.OperationContext) (graphql.ResponseHandler, context.Context) {
-	responses, ctx := exec.DispatchOperation(ctx, oc)
-	cost, ok := oc.Stats.GetExtension(costStatsKey).(int)
-	if !ok {
-		return responses, ctx
+//
+// A query or mutation runs for at most timeout (when positive), as over
+// HTTP; subscriptions are exempt.
+func dispatch(ctx context.Context, exec graphql.GraphExecutor, oc *graphql.OperationContext, timeout time.Duration) (graphql.ResponseHandler, context.Context) {
+	cancel := context.CancelFunc(func() {})
+	if timeout > 0 && oc.Operation != nil && oc.Operation.Operation != ast.Subscription {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
+	responses, ctx := exec.DispatchOperation(ctx, oc)
+	cost, hasCost := oc.Stats.GetExtension(costStatsKey).(int)
 	first := true
 	return func(ctx context.Context) *graphql.Response {
 		resp := responses(ctx)
-		if resp != nil && first {
-			first = false
+		if resp == nil {
+			cancel()
+			return nil
+		}
+		if first && hasCost {
 			withCost(resp, cost)
 		}
+		first = false
 		return resp
 	}, ctx
 }

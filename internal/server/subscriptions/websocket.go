@@ -121,6 +121,9 @@ type WebSocket struct {
 	// Origin header's host must equal the request's Host. A request
 	// without an Origin header (not from a browser) is always allowed.
 	AllowedOrigins []string
+	// RequestTimeout bounds a query or mutation, as over HTTP; zero means
+	// none. Subscriptions are exempt.
+	RequestTimeout time.Duration
 	// Logger receives what the transport has to say; nil is
 	// slog.Default().
 	Logger *slog.Logger

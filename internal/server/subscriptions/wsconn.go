@@ -610,7 +610,7 @@ func (c *wsConn) run(ctx context.Context, op *wsOperation, params *graphql.RawPa
 		}
 		return
 	}
-	responses, ctx := dispatch(ctx, c.exec, oc)
+	responses, ctx := dispatch(ctx, c.exec, oc, c.t.RequestTimeout)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
