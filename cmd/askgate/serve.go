@@ -229,7 +229,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		gen.Shutdown(context.Background())
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		gen.Shutdown(sctx)
 		return err
 	case <-ctx.Done():
 	}

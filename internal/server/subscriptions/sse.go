@@ -161,21 +161,34 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 	}
 }
 
-// Shutdown ends every open stream (without complete: clients reconnect)
-// and waits until their handlers have returned or ctx is done. Requests
-// from then on are refused with 503.
+// Shutdown lets open streams end by themselves for a short while (at most
+// 500 ms and half of the time ctx has left), then ends the rest (without
+// complete: clients reconnect) and waits until their handlers have
+// returned or ctx is done. Requests from then on are refused with 503.
 func (t *SSE) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	t.shutdown = true
-	for s := range t.streams {
-		s.cancel()
-	}
 	t.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		t.wg.Wait()
 		close(done)
 	}()
+	// Streams that are ending (an answer's last event on its way) get to
+	// send it before the rest are ended.
+	drain(ctx, func() bool {
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	})
+	t.mu.Lock()
+	for s := range t.streams {
+		s.cancel()
+	}
+	t.mu.Unlock()
 	select {
 	case <-done:
 		return nil

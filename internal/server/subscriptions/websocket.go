@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ const (
 	handshakeTimeout = 10 * time.Second
 	// queueSize is the capacity of a connection's outgoing queue.
 	queueSize = 8
+	// shutdownDrain bounds how long Shutdown lets running operations end
+	// by themselves before it closes their connections (or streams).
+	shutdownDrain = 500 * time.Millisecond
 )
 
 // WebSocket is the GraphQL-over-WebSocket transport. It speaks
@@ -192,13 +196,16 @@ func (t *WebSocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	go c.serve()
 }
 
-// Shutdown closes every open connection with 1001 (going away) and waits
-// until their goroutines have ended or ctx is done; in the latter case it
-// drops the connections that are still open (their goroutines end as soon
-// as their resolvers honour their cancelled contexts) and returns
-// ctx.Err(). Upgrade
-// requests from then on are refused with 503. The HTTP server's own
-// Shutdown does not know about upgraded connections: call both.
+// Shutdown stops every connection from starting operations, lets the
+// running ones end by themselves for a short while (at most 500 ms and
+// half of the time ctx has left, so that a subscription whose last event
+// is on its way delivers it), then closes every connection with 1001
+// (going away) and waits until their goroutines have ended or ctx is
+// done; in the latter case it drops the connections that are still open
+// (their goroutines end as soon as their resolvers honour their cancelled
+// contexts) and returns ctx.Err(). Upgrade requests from then on are
+// refused with 503. The HTTP server's own Shutdown does not know about
+// upgraded connections: call both.
 func (t *WebSocket) Shutdown(ctx context.Context) error {
 	t.init()
 	t.mu.Lock()
@@ -208,6 +215,7 @@ func (t *WebSocket) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	t.mu.Unlock()
+	drain(ctx, func() bool { return slices.ContainsFunc(conns, (*wsConn).drain) })
 	for _, c := range conns {
 		c.shut(websocket.CloseGoingAway, "server shutting down")
 	}
@@ -226,6 +234,30 @@ func (t *WebSocket) Shutdown(ctx context.Context) error {
 		}
 		t.mu.Unlock()
 		return ctx.Err()
+	}
+}
+
+// drain waits until busy reports false, for at most shutdownDrain and
+// half of the time ctx has left: operations that are ending (a
+// subscription whose last event is on its way) get to send their last
+// messages before the server closes their connections.
+func drain(ctx context.Context, busy func() bool) {
+	limit := shutdownDrain
+	if d, ok := ctx.Deadline(); ok {
+		limit = min(limit, time.Until(d)/2)
+	}
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for busy() {
+		select {
+		case <-tick.C:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

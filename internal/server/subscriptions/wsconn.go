@@ -44,6 +44,8 @@ type wsConn struct {
 	acked      bool
 	closing    bool
 	closed     bool // no goroutine may start any more
+	draining   bool // the server is shutting down: no new operation starts
+	active     int  // operations whose goroutines (run, then stream) have not returned
 	writing    bool // a writer goroutine is running
 	// closeFrame is the close frame the writer is to send once it has
 	// written what is queued; closeBy bounds those last writes.
@@ -511,7 +513,7 @@ func (c *wsConn) connectionInit(payload map[string]any) {
 // refused with an error message.
 func (c *wsConn) subscribe(id string, params *graphql.RawParams) {
 	c.mu.Lock()
-	if c.closing {
+	if c.closing || c.draining {
 		c.mu.Unlock()
 		return
 	}
@@ -535,6 +537,7 @@ func (c *wsConn) subscribe(id string, params *graphql.RawParams) {
 	ctx, cancel := context.WithCancel(c.opCtx)
 	op := &wsOperation{id: id, cancel: cancel}
 	c.ops = append(c.ops, op)
+	c.active++
 	c.wg.Add(1)
 	c.mu.Unlock()
 	go c.run(ctx, op, params)
@@ -555,6 +558,23 @@ func (c *wsConn) stop(id string) {
 	if c.legacy {
 		c.send(wsItem{data: encodeMessage(typeComplete, id, nil)})
 	}
+}
+
+// opEnded notes that an operation's last goroutine is returning, its last
+// messages queued.
+func (c *wsConn) opEnded() {
+	c.mu.Lock()
+	c.active--
+	c.mu.Unlock()
+}
+
+// drain stops the connection from starting operations and reports
+// whether it still runs some (and is not closing).
+func (c *wsConn) drain() (busy bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	return c.active > 0 && !c.closing
 }
 
 // release removes a finished operation; it reports whether the operation
@@ -593,6 +613,7 @@ func (c *wsConn) run(ctx context.Context, op *wsOperation, params *graphql.RawPa
 	defer func() {
 		if !handedOver {
 			op.cancel()
+			c.opEnded()
 		}
 	}()
 	ctx = graphql.StartOperationTrace(ctx)
@@ -625,6 +646,7 @@ func (c *wsConn) run(ctx context.Context, op *wsOperation, params *graphql.RawPa
 // stream sends an operation's results as they come, then complete.
 func (c *wsConn) stream(ctx context.Context, op *wsOperation, oc *graphql.OperationContext, responses graphql.ResponseHandler) {
 	defer c.wg.Done()
+	defer c.opEnded()
 	defer op.cancel()
 	defer func() {
 		if p := recover(); p != nil {
