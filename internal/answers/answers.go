@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"askgate/internal/chat"
+	"askgate/internal/cluster"
 )
 
 // Defaults of Options.
@@ -25,6 +26,7 @@ const (
 	DefaultHistoryTokens      = 3000
 	DefaultCheckpointInterval = 500 * time.Millisecond
 	DefaultSaveTimeout        = 10 * time.Second
+	DefaultLeaseTTL           = 5 * time.Second
 )
 
 // Messages saved as an answer's error. They are shown to clients.
@@ -64,6 +66,15 @@ type Options struct {
 	// CheckpointInterval is the least time between two saves of a growing
 	// answer; zero means DefaultCheckpointInterval.
 	CheckpointInterval time.Duration
+	// Cluster coordinates instances that share the store: leases on
+	// running answers, cancel requests. Nil means a cluster.Local (this
+	// instance alone).
+	Cluster chat.Cluster
+	// LeaseTTL is how long an answer's lease lasts without renewal: an
+	// instance renews its leases three times per LeaseTTL, and an answer
+	// whose lease has lapsed is finished by another instance as FAILED
+	// (interrupted). Zero means DefaultLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // Manager starts, tracks and stops generations. It is safe for concurrent
@@ -79,7 +90,8 @@ type Manager struct {
 	mu      sync.Mutex
 	jobs    map[string]*job // by answer id
 	closing bool
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the jobs
+	bg      sync.WaitGroup // the cluster loops (see cluster.go)
 }
 
 // job is one running generation.
@@ -103,14 +115,28 @@ func New(opts Options) *Manager {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
+	if m.opts.Cluster == nil {
+		m.opts.Cluster = &cluster.Local{}
+	}
+	if m.opts.LeaseTTL <= 0 {
+		m.opts.LeaseTTL = DefaultLeaseTTL
+	}
 	m.base, m.stop = context.WithCancelCause(context.Background())
+	m.startLoops()
 	return m
 }
 
 // Recover ends the answers a previous process left STREAMING as FAILED
 // (interrupted), keeping their saved content. Call it once at start-up,
 // before serving.
+//
+// With a shared cluster other instances may be generating answers right
+// now: Recover then ends only those whose lease has lapsed, as the
+// instance does again every LeaseTTL.
 func (m *Manager) Recover(ctx context.Context) (int, error) {
+	if m.opts.Cluster.Shared() {
+		return m.sweep(ctx)
+	}
 	n, err := m.opts.Store.InterruptAnswers(ctx, ErrMessageInterrupted)
 	if err != nil {
 		return 0, fmt.Errorf("recovering interrupted answers: %w", err)
@@ -271,6 +297,7 @@ func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionR
 	m.jobs[answer.ID] = j
 	m.wg.Add(1)
 	m.mu.Unlock()
+	m.renew(ctx, answer.ID)
 	go func() {
 		defer m.wg.Done()
 		defer close(j.done)
@@ -279,6 +306,7 @@ func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionR
 			delete(m.jobs, answer.ID)
 			m.mu.Unlock()
 			cancel(nil)
+			m.release(answer.ID)
 		}()
 		m.generate(ctx, j, req)
 	}()
@@ -391,6 +419,9 @@ func (m *Manager) Cancel(ctx context.Context, owner, id string) (*chat.Message, 
 	m.mu.Lock()
 	j := m.jobs[id]
 	m.mu.Unlock()
+	if j == nil && m.opts.Cluster.Shared() {
+		return m.cancelRemote(ctx, owner, a)
+	}
 	if j == nil {
 		// Nothing generates it here: end it as it stands.
 		now := chat.Now()
@@ -427,6 +458,9 @@ func (m *Manager) CancelConversation(ctx context.Context, owner, conversationID 
 		}
 	}
 	m.mu.Unlock()
+	if m.opts.Cluster.Shared() {
+		m.cancelRemoteConversation(ctx, owner, conversationID)
+	}
 	for _, j := range stopped {
 		select {
 		case <-j.done:
@@ -476,10 +510,12 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		m.stop(errShutdown)
+		m.bg.Wait()
 		return nil
 	case <-ctx.Done():
 		m.stop(errShutdown)
 		<-done
+		m.bg.Wait()
 		return ctx.Err()
 	}
 }

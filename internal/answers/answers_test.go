@@ -300,6 +300,7 @@ func TestFinishedAnswerWithoutLog(t *testing.T) {
 	fresh := stream.NewMemory(stream.MemoryOptions{})
 	defer fresh.Close()
 	other := answers.New(answers.Options{Store: f.Store, LLM: llm.NewDemo(llm.DemoOptions{}), Log: fresh})
+	defer other.Shutdown(t.Context())
 	got := collect(t, must(other.Watch(t.Context(), "alice", ex.Answer.ID, 5)))
 	if len(got) != 1 || !got[0].Done || got[0].Seq != 6 || got[0].Message.Status != chat.StatusComplete {
 		t.Fatalf("got %d events, first %+v", len(got), got[0])

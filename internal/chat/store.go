@@ -1,6 +1,9 @@
 package chat
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Store keeps conversations, messages and the built-in directory's users.
 //
@@ -81,6 +84,11 @@ type Store interface {
 	// it at start-up for the answers a previous one left behind.
 	InterruptAnswers(ctx context.Context, errMessage string) (int, error)
 
+	// StreamingAnswers returns up to limit answers still STREAMING, whoever
+	// owns them, created before createdBefore, oldest first: the answers a
+	// gateway instance checks for a dead generator (see answers.Manager).
+	StreamingAnswers(ctx context.Context, createdBefore time.Time, limit int) ([]AnswerRef, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.
@@ -97,4 +105,12 @@ type Exchange struct {
 	IdempotencyKey string
 	Question       *Message
 	Answer         *Message
+}
+
+// AnswerRef names an answer and its owner.
+type AnswerRef struct {
+	ID             string
+	ConversationID string
+	OwnerID        string
+	CreatedAt      time.Time
 }
