@@ -60,6 +60,7 @@ type config struct {
 	LLMFirstTokenTimeout time.Duration
 	LLMIdleTimeout       time.Duration
 	AnswerRetention      time.Duration
+	LeaseTTL             time.Duration
 	WSInitTimeout        time.Duration
 	WSMaxSubscriptions   int
 	AllowedOrigins       []string
@@ -135,7 +136,7 @@ var settings = []setting{
 	{"ASKGATE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *config) *string { return &c.LogLevel })},
 	{"ASKGATE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long a graceful shutdown may take", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"ASKGATE_LOADER_WAIT", "loader-wait", "1ms", "dataloader batch window", duration(func(c *config) *time.Duration { return &c.LoaderWait })},
-	{"ASKGATE_REDIS_URL", "redis-url", "", "redis://… for state shared by every instance (persisted queries); empty = in-process", str(func(c *config) *string { return &c.RedisURL })},
+	{"ASKGATE_REDIS_URL", "redis-url", "", "redis://… for state shared by every instance (persisted queries, answer streams, leases); empty = in-process", str(func(c *config) *string { return &c.RedisURL })},
 	{"ASKGATE_PERSISTED_QUERIES", "persisted-queries", "", "path of a trusted-documents manifest (Apollo's or a sha256→document map); reloaded on SIGHUP", str(func(c *config) *string { return &c.PersistedQueries })},
 	{"ASKGATE_PERSISTED_ONLY", "persisted-only", "false", "true: run only operations in the manifest", boolean(func(c *config) *bool { return &c.PersistedOnly })},
 	{"ASKGATE_MAX_DEPTH", "max-depth", "10", "deepest operation (MAX_DEPTH_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxDepth })},
@@ -155,6 +156,7 @@ var settings = []setting{
 	{"ASKGATE_LLM_FIRST_TOKEN_TIMEOUT", "llm-first-token-timeout", "30s", "longest wait for an answer's first token", duration(func(c *config) *time.Duration { return &c.LLMFirstTokenTimeout })},
 	{"ASKGATE_LLM_IDLE_TIMEOUT", "llm-idle-timeout", "30s", "longest wait between two tokens of an answer", duration(func(c *config) *time.Duration { return &c.LLMIdleTimeout })},
 	{"ASKGATE_ANSWER_RETENTION", "answer-retention", "10m", "how long a finished answer's events stay replayable", duration(func(c *config) *time.Duration { return &c.AnswerRetention })},
+	{"ASKGATE_LEASE_TTL", "lease-ttl", "5s", "with Redis: how long an instance's hold on a running answer lasts; another instance finishes the answers of one silent for longer", duration(func(c *config) *time.Duration { return &c.LeaseTTL })},
 	{"ASKGATE_WS_INIT_TIMEOUT", "ws-init-timeout", "3s", "time a WebSocket client has to send connection_init", duration(func(c *config) *time.Duration { return &c.WSInitTimeout })},
 	{"ASKGATE_WS_MAX_SUBSCRIPTIONS", "ws-max-subscriptions", "20", "concurrent subscriptions per WebSocket connection", integer(func(c *config) *int { return &c.WSMaxSubscriptions })},
 	{"ASKGATE_ALLOWED_ORIGINS", "allowed-origins", "", "comma-separated origins (https://app.example) allowed to open WebSockets; empty = same origin only", list(func(c *config) *[]string { return &c.AllowedOrigins })},
@@ -231,6 +233,9 @@ func (c *config) check() error {
 	}
 	if c.AnswerRetention == 0 {
 		return errors.New("ASKGATE_ANSWER_RETENTION: must be positive")
+	}
+	if c.LeaseTTL < 300*time.Millisecond {
+		return errors.New("ASKGATE_LEASE_TTL: must be at least 300ms")
 	}
 	if c.WSInitTimeout == 0 {
 		return errors.New("ASKGATE_WS_INIT_TIMEOUT: must be positive")

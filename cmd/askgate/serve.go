@@ -19,6 +19,7 @@ import (
 	"askgate/internal/answers"
 	"askgate/internal/auth"
 	"askgate/internal/chat"
+	"askgate/internal/cluster"
 	"askgate/internal/llm"
 	"askgate/internal/protect"
 	"askgate/internal/server"
@@ -126,8 +127,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else {
 		log.Info("no ASKGATE_LLM_BASE_URL: answers come from the built-in demo backend, not a language model")
 	}
-	tokens := stream.NewMemory(stream.MemoryOptions{Retention: cfg.AnswerRetention})
-	defer tokens.Close()
+	var tokens chat.TokenLog
+	var coord chat.Cluster = &cluster.Local{}
+	if rdb != nil {
+		// Several instances share answers through Redis: any instance
+		// streams any answer, and finishes those of an instance that died.
+		rlog := stream.NewRedis(rdb, stream.RedisOptions{Retention: cfg.AnswerRetention})
+		defer rlog.Close()
+		tokens, coord = rlog, cluster.NewRedis(rdb, "")
+	} else {
+		mlog := stream.NewMemory(stream.MemoryOptions{Retention: cfg.AnswerRetention})
+		defer mlog.Close()
+		tokens = mlog
+	}
 	historyTokens := cfg.LLMHistoryTokens
 	if historyTokens == 0 {
 		historyTokens = -1 // none
@@ -141,6 +153,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		DefaultModel:  cfg.LLMModel,
 		HistoryTokens: historyTokens,
 		MaxTokens:     cfg.LLMMaxTokens,
+		Cluster:       coord,
+		LeaseTTL:      cfg.LeaseTTL,
 	})
 	if _, err := gen.Recover(ctx); err != nil {
 		return err

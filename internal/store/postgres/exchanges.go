@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -48,6 +49,16 @@ WHERE m.id = $2 AND m.status = 'STREAMING' AND c.id = m.conversation_id AND c.ow
 	interruptAnswersSQL = `UPDATE messages SET status = 'FAILED', error = $1, completed_at = $2
 WHERE id IN (SELECT id FROM messages WHERE status = 'STREAMING' ORDER BY id FOR NO KEY UPDATE)
 	AND status = 'STREAMING'`
+
+	// streamingAnswersSQL reads the first answers still streaming, oldest
+	// first, in order from the partial index messages_streaming, and their
+	// owners by the conversations' primary key. Arguments: the bound of
+	// created_at, limit.
+	streamingAnswersSQL = `SELECT m.id, m.conversation_id, c.owner_id, m.created_at
+FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+WHERE m.status = 'STREAMING' AND m.created_at < $1
+ORDER BY m.created_at, m.id
+LIMIT $2`
 )
 
 // updateAnswerSQL writes answerColumns to owner's answer while it streams.
@@ -266,4 +277,30 @@ func (s *Store) InterruptAnswers(ctx context.Context, errMessage string) (int, e
 		return 0, fmt.Errorf("postgres: interrupt answers: %w", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// StreamingAnswers returns up to limit answers still STREAMING, whoever
+// owns them, created before createdBefore, oldest first (ties by id).
+func (s *Store) StreamingAnswers(ctx context.Context, createdBefore time.Time, limit int) ([]chat.AnswerRef, error) {
+	if limit <= 0 {
+		return []chat.AnswerRef{}, nil
+	}
+	rows, err := s.pool.Query(ctx, streamingAnswersSQL, sqlkit.Before(createdBefore), limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: streaming answers: %w", err)
+	}
+	defer rows.Close()
+	refs := make([]chat.AnswerRef, 0, min(limit, 64))
+	for rows.Next() {
+		var r chat.AnswerRef
+		if err := rows.Scan(&r.ID, &r.ConversationID, &r.OwnerID, &r.CreatedAt); err != nil {
+			return nil, fmt.Errorf("postgres: streaming answers: %w", err)
+		}
+		r.CreatedAt = r.CreatedAt.UTC()
+		refs = append(refs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: streaming answers: %w", err)
+	}
+	return refs, nil
 }

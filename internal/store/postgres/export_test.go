@@ -11,3 +11,7 @@ func Migrations() fs.FS {
 	}
 	return sub
 }
+
+// StreamingAnswersSQL is the query of StreamingAnswers, for the test of
+// its plan.
+var StreamingAnswersSQL = streamingAnswersSQL

@@ -101,7 +101,8 @@ func TestOneStatement(t *testing.T) {
 // TestExchangeStatements checks what streaming an answer costs in
 // statements: a few for an exchange, all but the lookup of its key in one
 // batch; one for a retry (two when it also wants the new conversation), a
-// checkpoint, or the interruption of every streaming answer.
+// checkpoint, the interruption of every streaming answer, or the list of
+// those still streaming.
 func TestExchangeStatements(t *testing.T) {
 	var counter pgtest.StatementCounter
 	s := pgtest.NewStore(t, postgres.WithTracer(&counter))
@@ -176,6 +177,16 @@ func TestExchangeStatements(t *testing.T) {
 			streaming()
 			return func() error { _, err := s.InterruptAnswers(ctx, "interrupted"); return err }
 		}},
+		{"StreamingAnswers", 1, func(int) func() error {
+			streaming()
+			return func() error {
+				refs, err := s.StreamingAnswers(ctx, chat.Now(), 10)
+				if err == nil && len(refs) == 0 {
+					t.Errorf("StreamingAnswers found no answer")
+				}
+				return err
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,6 +201,60 @@ func TestExchangeStatements(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStreamingAnswersPlan checks that StreamingAnswers reads the first
+// answers in order from the partial index, whatever the number of messages
+// and conversations, rather than sorting them all or scanning the
+// conversations.
+func TestStreamingAnswersPlan(t *testing.T) {
+	url := pgtest.NewSchema(t)
+	pgtest.Open(t, url, true)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`INSERT INTO conversations (id, owner_id, created_at, updated_at)
+SELECT 'c' || i, 'user-' || i % 10, now(), now() FROM generate_series(1, 2000) AS i`,
+		`INSERT INTO messages (id, conversation_id, role, status, created_at)
+SELECT lpad(i::text, 6, '0'), 'c' || i % 2000 + 1, 'ASSISTANT',
+	CASE WHEN i % 1000 = 0 THEN 'STREAMING' ELSE 'COMPLETE' END, now() - i * interval '1 second'
+FROM generate_series(1, 40000) AS i`,
+		`ANALYZE`,
+		`PREPARE streaming_answers AS ` + postgres.StreamingAnswersSQL,
+		`SET plan_cache_mode = force_generic_plan`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// The plan for the arguments, and the generic plan that a prepared
+	// statement may settle on after a few runs.
+	for _, explain := range []struct {
+		query string
+		args  []any
+	}{
+		{"EXPLAIN " + postgres.StreamingAnswersSQL, []any{time.Now(), 10}},
+		{"EXPLAIN EXECUTE streaming_answers(now(), 10)", nil},
+	} {
+		var lines []string
+		rows, err := conn.Query(ctx, explain.query, explain.args...)
+		if err == nil {
+			lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", explain.query, err)
+		}
+		plan := strings.Join(lines, "\n")
+		if !strings.Contains(plan, "Index Scan using messages_streaming on messages") ||
+			!strings.Contains(plan, "Index Scan using conversations_pkey on conversations") ||
+			strings.Contains(plan, "Sort") || strings.Contains(plan, "Seq Scan") {
+			t.Errorf("%s:\n%s\nwant index scans of messages_streaming and conversations_pkey, and no sort", explain.query, plan)
+		}
 	}
 }
 
@@ -221,7 +286,7 @@ func TestMigrateDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("goose: %v", err)
 	}
-	for _, version := range []int64{1, 0} {
+	for _, version := range []int64{2, 1, 0} {
 		if _, err := p.DownTo(ctx, version); err != nil {
 			t.Fatalf("migrate down to %d: %v", version, err)
 		}

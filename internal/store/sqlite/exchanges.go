@@ -46,6 +46,16 @@ WHERE id = (SELECT conversation_id FROM messages WHERE id = ? AND status = 'STRE
 
 	interruptAnswersSQL = `UPDATE messages SET status = 'FAILED', error = ?, completed_at = ?
 WHERE status = 'STREAMING'`
+
+	// streamingAnswersSQL reads the first answers still streaming, oldest
+	// first, in order from the partial index messages_streaming, and their
+	// owners by the conversations' primary key. Arguments: the bound of
+	// created_at, limit.
+	streamingAnswersSQL = `SELECT m.id, m.conversation_id, c.owner_id, m.created_at
+FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+WHERE m.status = 'STREAMING' AND m.created_at < ?
+ORDER BY m.created_at, m.id
+LIMIT ?`
 )
 
 // answerArgs returns the values of a's answerColumns, in that order.
@@ -255,6 +265,33 @@ func (s *Store) InterruptAnswers(ctx context.Context, errMessage string) (int, e
 		return 0, fmt.Errorf("sqlite: interrupt answers: %w", err)
 	}
 	return int(n), nil
+}
+
+// StreamingAnswers returns up to limit answers still STREAMING, whoever
+// owns them, created before createdBefore, oldest first (ties by id).
+func (s *Store) StreamingAnswers(ctx context.Context, createdBefore time.Time, limit int) ([]chat.AnswerRef, error) {
+	if limit <= 0 {
+		return []chat.AnswerRef{}, nil
+	}
+	rows, err := s.query(ctx, streamingAnswersSQL, micros(sqlkit.Before(createdBefore)), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: streaming answers: %w", err)
+	}
+	defer rows.Close()
+	refs := make([]chat.AnswerRef, 0, min(limit, 64))
+	var created int64
+	for rows.Next() {
+		var r chat.AnswerRef
+		if err := rows.Scan(&r.ID, &r.ConversationID, &r.OwnerID, &created); err != nil {
+			return nil, fmt.Errorf("sqlite: streaming answers: %w", err)
+		}
+		r.CreatedAt = fromMicros(created)
+		refs = append(refs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: streaming answers: %w", err)
+	}
+	return refs, nil
 }
 
 // rowsAffected returns the number of rows that the statement whose

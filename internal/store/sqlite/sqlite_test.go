@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"database/sql"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/pressly/goose/v3"
@@ -56,6 +57,49 @@ func TestMigrateTwice(t *testing.T) {
 	}
 }
 
+// TestStreamingAnswersPlan checks that StreamingAnswers reads the first
+// answers in order from the partial index, rather than sorting them all.
+func TestStreamingAnswersPlan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "askgate.db")
+	s, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatalf("open the file: %v", err)
+	}
+	defer db.Close()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+sqlite.StreamingAnswersSQL, 0, 10)
+	if err != nil {
+		t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
+	}
+	want := []string{
+		"SEARCH m USING INDEX messages_streaming (created_at<?)",
+		"SEARCH c USING INDEX sqlite_autoindex_conversations_1 (id=?)",
+	}
+	if !slices.Equal(plan, want) {
+		t.Errorf("plan of StreamingAnswers = %q; want %q", plan, want)
+	}
+}
+
 // TestMigrateDown checks that every migration can be undone and applied
 // again, with data in the tables.
 func TestMigrateDown(t *testing.T) {
@@ -82,7 +126,7 @@ func TestMigrateDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("goose: %v", err)
 	}
-	for _, version := range []int64{1, 0} {
+	for _, version := range []int64{2, 1, 0} {
 		if _, err := p.DownTo(ctx, version); err != nil {
 			t.Fatalf("migrate down to %d: %v", version, err)
 		}

@@ -1,7 +1,10 @@
 package storetest
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -631,6 +634,112 @@ func testInterruptAnswers(t *testing.T, s chat.Store) {
 	if n, err := s.InterruptAnswers(ctx, "again"); n != 0 || err != nil {
 		t.Errorf("InterruptAnswers again = %d, %v; want 0, nil", n, err)
 	}
+}
+
+func testStreamingAnswers(t *testing.T, s chat.Store) {
+	ctx := t.Context()
+	streaming := func(before time.Time, limit int) []chat.AnswerRef {
+		t.Helper()
+		refs, err := s.StreamingAnswers(ctx, before, limit)
+		if err != nil {
+			t.Fatalf("StreamingAnswers(%v, %d): %v", before, limit, err)
+		}
+		if refs == nil {
+			t.Errorf("StreamingAnswers(%v, %d) = nil; want an empty slice", before, limit)
+		}
+		return refs
+	}
+	if got := streaming(chat.Now().Add(time.Hour), 10); len(got) != 0 {
+		t.Errorf("StreamingAnswers of an empty store = %s; want none", listString(got, refString))
+	}
+
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	ca := mustCreate(t, s, &chat.Conversation{OwnerID: alice, CreatedAt: base.Add(-time.Hour)})
+	cb := mustCreate(t, s, &chat.Conversation{OwnerID: bob, CreatedAt: base.Add(-time.Hour)})
+	seedMessagesAt(t, s, alice, ca.ID, 4, base.Add(-time.Minute)) // COMPLETE questions and answers
+	// ask stores a question at base+at and its answer a millisecond later,
+	// and returns the answer's reference.
+	ask := func(c *chat.Conversation, at time.Duration) chat.AnswerRef {
+		ex := newExchange(c.ID, "")
+		ex.Question.CreatedAt = base.Add(at)
+		ex.Answer.CreatedAt = base.Add(at + time.Millisecond)
+		a := addExchange(t, s, c.OwnerID, ex).Answer
+		return chat.AnswerRef{ID: a.ID, ConversationID: c.ID, OwnerID: c.OwnerID, CreatedAt: a.CreatedAt}
+	}
+
+	// Streaming answers of both owners, two created at the same time and
+	// one checkpointed; and answers ended in every way among them, whose
+	// questions, like every question, are COMPLETE.
+	want := []chat.AnswerRef{
+		ask(ca, 1*time.Second),
+		ask(cb, 2*time.Second),
+		ask(ca, 3*time.Second),
+		ask(cb, 3*time.Second),
+		ask(ca, 5*time.Second),
+	}
+	slices.SortFunc(want, func(a, b chat.AnswerRef) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+	checkpoint := chat.Message{ID: want[4].ID, Role: chat.RoleAssistant, Status: chat.StatusStreaming, Content: "Half an answ"}
+	updateAnswer(t, s, alice, &checkpoint)
+	for i, status := range []chat.Status{chat.StatusComplete, chat.StatusFailed, chat.StatusCancelled} {
+		r := ask(ca, time.Duration(i)*time.Second+500*time.Millisecond)
+		a := chat.Message{ID: r.ID, Role: chat.RoleAssistant, Status: status, Content: "ended", CompletedAt: ptr(base.Add(time.Minute))}
+		updateAnswer(t, s, alice, &a)
+	}
+	last := want[4].CreatedAt
+
+	tests := []struct {
+		name   string
+		before time.Time
+		limit  int
+		want   []chat.AnswerRef
+	}{
+		{"All", last.Add(time.Microsecond), 10, want},
+		{"Now", chat.Now(), 10, want},
+		{"LimitExact", last.Add(time.Hour), 5, want},
+		{"LimitSplitsTie", last.Add(time.Hour), 3, want[:3]}, // the ids decide
+		{"LimitBeforeTie", last.Add(time.Hour), 2, want[:2]},
+		{"LimitOne", last.Add(time.Hour), 1, want[:1]},
+		{"LimitZero", last.Add(time.Hour), 0, nil},
+		{"BeforeIsExclusive", last, 10, want[:4]},
+		{"BeforeTie", want[2].CreatedAt, 10, want[:2]},
+		{"BeforeInsideAMicrosecond", last.Add(time.Nanosecond), 10, want},
+		{"BeforeElsewhere", last.Add(time.Nanosecond).In(time.FixedZone("UTC+2", 2*60*60)), 10, want},
+		{"BeforeFirst", want[0].CreatedAt, 10, nil},
+		{"BeforeAll", base, 10, nil},
+		{"ZeroTime", time.Time{}, 10, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkRefs(t, streaming(tt.before, tt.limit), tt.want)
+		})
+	}
+
+	// Deleting a conversation takes its answers; ending them takes the rest.
+	if err := s.DeleteConversation(ctx, bob, cb.ID); err != nil {
+		t.Fatalf("DeleteConversation: %v", err)
+	}
+	alices := slices.DeleteFunc(slices.Clone(want), func(r chat.AnswerRef) bool { return r.OwnerID != alice })
+	checkRefs(t, streaming(chat.Now(), 10), alices)
+	if _, err := s.InterruptAnswers(ctx, "interrupted"); err != nil {
+		t.Fatalf("InterruptAnswers: %v", err)
+	}
+	checkRefs(t, streaming(chat.Now(), 10), nil)
+}
+
+// checkRefs checks that got is want, in order.
+func checkRefs(t *testing.T, got, want []chat.AnswerRef) {
+	t.Helper()
+	if !slices.EqualFunc(got, want, func(a, b chat.AnswerRef) bool {
+		return a.ID == b.ID && a.ConversationID == b.ConversationID && a.OwnerID == b.OwnerID && sameTime(a.CreatedAt, b.CreatedAt)
+	}) {
+		t.Errorf("StreamingAnswers =\n%s\nwant\n%s", listString(got, refString), listString(want, refString))
+	}
+}
+
+func refString(r chat.AnswerRef) string {
+	return fmt.Sprintf("{%s %s %s %s}", r.ID, r.ConversationID, r.OwnerID, r.CreatedAt.Format(time.RFC3339Nano))
 }
 
 // newExchange returns a question for conversation conv and the start of

@@ -79,6 +79,7 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		{"UpdateAnswerOnlyWhileStreaming", testUpdateAnswerOnlyWhileStreaming},
 		{"UpdateAnswerRaces", testUpdateAnswerRaces},
 		{"InterruptAnswers", testInterruptAnswers},
+		{"StreamingAnswers", testStreamingAnswers},
 		{"Ownership", testOwnership},
 		{"Users", testUsers},
 		{"TimestampsRoundTrip", testTimestampsRoundTrip},

@@ -29,6 +29,17 @@ func Time(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
+// Before returns the stored form of an exclusive upper bound t: t in UTC,
+// rounded up to the microsecond. A stored time, a whole number of
+// microseconds, is less than it exactly when it is before t.
+func Before(t time.Time) time.Time {
+	u := t.UTC().Truncate(time.Microsecond)
+	if u.Before(t) {
+		u = u.Add(time.Microsecond)
+	}
+	return u
+}
+
 // PrepareConversation checks c before it is created and fills in what the
 // store owes it: an empty ID and zero CreatedAt and UpdatedAt (with now).
 // The times of c are normalized with Time so that c equals what is stored.

@@ -35,6 +35,24 @@ func TestKeyset(t *testing.T) {
 	}
 }
 
+func TestBefore(t *testing.T) {
+	base := time.Date(2024, 5, 1, 13, 0, 0, 1000, time.UTC) // one microsecond past
+	tests := []struct{ t, want time.Time }{
+		{base, base},
+		{base.Add(time.Nanosecond), base.Add(time.Microsecond)},
+		{base.Add(999 * time.Nanosecond), base.Add(time.Microsecond)},
+		{base.Add(-time.Nanosecond), base},
+		{base.In(time.FixedZone("east", 3600)), base},
+		{time.Time{}, time.Time{}},
+	}
+	for _, tt := range tests {
+		got := Before(tt.t)
+		if !got.Equal(tt.want) || got.Location() != time.UTC {
+			t.Errorf("Before(%v) = %v; want %v", tt.t, got, tt.want)
+		}
+	}
+}
+
 func TestVariantOf(t *testing.T) {
 	c := &chat.Cursor{}
 	tests := []struct {
