@@ -23,6 +23,10 @@ help: ## list the targets
 run: ## start the gateway on the embedded defaults (development mode); extra flags in ARGS
 	$(GO) run ./cmd/askgate serve $(ARGS)
 
+.PHONY: cluster
+cluster: ## three instances sharing PostgreSQL and Redis behind a round-robin proxy on :8080 (Ctrl-C stops them)
+	GO="$(GO)" bash scripts/cluster.sh
+
 build: ## build bin/askgate
 	$(GO) build -o $(BIN) ./cmd/askgate
 
