@@ -40,6 +40,9 @@ var (
 	errCancelled = errors.New("answer cancelled")
 	errDeleted   = errors.New("conversation deleted")
 	errShutdown  = errors.New("server shutting down")
+	// errEndedElsewhere: the stored answer ended without this generation
+	// (another instance took it over, or it was deleted).
+	errEndedElsewhere = errors.New("answer ended elsewhere")
 )
 
 // Options configure a Manager.
@@ -346,7 +349,11 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 			}
 			if time.Since(lastSave) >= m.opts.CheckpointInterval {
 				lastSave = time.Now()
-				m.checkpoint(ctx, j, content.String())
+				if !m.checkpoint(ctx, j, content.String()) {
+					// The answer has ended without us: cancelled or
+					// taken over by another instance, or deleted.
+					j.cancel(errEndedElsewhere)
+				}
 			}
 		}
 		if mod := stream.Model(); mod != "" {
@@ -360,7 +367,7 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 	}
 	if err != nil {
 		switch cause := context.Cause(ctx); {
-		case errors.Is(cause, errCancelled), errors.Is(cause, errDeleted):
+		case errors.Is(cause, errCancelled), errors.Is(cause, errDeleted), errors.Is(cause, errEndedElsewhere):
 			status = chat.StatusCancelled
 		case errors.Is(cause, errShutdown):
 			status, errMsg = chat.StatusFailed, errMessageShutdown
@@ -373,17 +380,21 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 	m.finish(j.owner, a, &content, usage, model, status, errMsg)
 }
 
-// checkpoint saves the content of a growing answer. A failed checkpoint is
-// only logged: the next one, or the end, saves the text.
-func (m *Manager) checkpoint(ctx context.Context, j *job, content string) {
+// checkpoint saves the content of a growing answer. It reports false when
+// the stored answer is no longer STREAMING. A failed checkpoint is only
+// logged: the next one, or the end, saves the text.
+func (m *Manager) checkpoint(ctx context.Context, j *job, content string) bool {
 	a := *j.answer
 	a.Content = content
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultSaveTimeout)
 	defer cancel()
-	if _, err := m.opts.Store.UpdateAnswer(sctx, j.owner, &a); err != nil {
+	ok, err := m.opts.Store.UpdateAnswer(sctx, j.owner, &a)
+	if err != nil {
 		m.log.LogAttrs(ctx, slog.LevelWarn, "answer checkpoint failed",
 			slog.String("answer_id", a.ID), slog.String("error", err.Error()))
+		return true
 	}
+	return ok
 }
 
 // finish saves the end of an answer, then ends its log so that

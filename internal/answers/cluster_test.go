@@ -94,7 +94,7 @@ func newInstances(t *testing.T, f *fixture, n int) []*instance {
 		m := answers.New(answers.Options{
 			Store: f.Store, LLM: client, Log: log,
 			Cluster:  dyingCluster{cluster.NewRedis(irdb, prefix+"cluster:"), dead},
-			LeaseTTL: 300 * time.Millisecond,
+			LeaseTTL: 300 * time.Millisecond, CheckpointInterval: time.Nanosecond,
 		})
 		t.Cleanup(func() {
 			backend.Unhold()
@@ -152,7 +152,8 @@ func TestClusterStreamsEverywhere(t *testing.T) {
 func TestClusterFinishesTheAnswersOfADeadInstance(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	in := newInstances(t, f, 2)
-	in[0].Backend.SetReply("never ", "lost ", "tokens ", "here")
+	in[0].Backend.SetReply(append([]string{"never ", "lost "}, strings.Split(strings.Repeat("more ", 30), " ")...)...)
+	in[0].Backend.Pace(10 * time.Millisecond)
 	in[0].Backend.Hold()
 	ex := askOn(t, in[0].M, f.conv, "q")
 	watch := must(in[1].M.Watch(t.Context(), "alice", ex.Answer.ID, 0))
@@ -171,8 +172,14 @@ func TestClusterFinishesTheAnswersOfADeadInstance(t *testing.T) {
 	if saved := last.Message.Content; !strings.HasPrefix(saved, text(seen)+text(got)) || saved == "" {
 		t.Errorf("saved %q lacks tokens a subscriber saw (%q)", saved, text(seen)+text(got))
 	}
-	// The dead instance's late end changes nothing.
+	// The old generator stops at its next checkpoint, which finds the
+	// answer ended, and its late end changes nothing.
 	in[0].Backend.Unhold()
+	select {
+	case <-in[0].Backend.Aborted():
+	case <-time.After(5 * time.Second):
+		t.Error("the old generator went on generating")
+	}
 	waitFor(t, func() bool { return in[0].M.Running() == 0 })
 	if s := f.stored(ex.Answer.ID); s.Status != chat.StatusFailed || s.Content != last.Message.Content {
 		t.Errorf("after the old generator ended: %s %q", s.Status, s.Content)
