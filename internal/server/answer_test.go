@@ -590,7 +590,9 @@ func TestAskMutations(t *testing.T) {
 	t.Run("cancelAnswer", func(t *testing.T) {
 		e.Backend.Hold()
 		defer e.Backend.Unhold()
+		calls := e.Backend.Requests()
 		id := e.ask("alice", conv, "long one").Ask.Answer.ID
+		waitFor(t, func() bool { return e.Backend.Requests() == calls+1 }) // the upstream request is open
 		r := e.post("Bearer "+e.token("bob"), `mutation($id: ID!) { cancelAnswer(messageId: $id) { id } }`, map[string]any{"id": id})
 		if codes := r.codes(); len(codes) != 1 || codes[0] != "NOT_FOUND" {
 			t.Errorf("bob's cancel: codes %v", codes)
@@ -675,6 +677,7 @@ func TestDeleteConversationStopsItsAnswer(t *testing.T) {
 	defer e.Backend.Unhold()
 	conv := e.startConversation("alice")
 	e.ask("alice", conv, "q")
+	waitFor(t, func() bool { return e.Backend.Requests() == 1 }) // the upstream request is open
 	if e.Answers.Running() != 1 {
 		t.Fatalf("%d running", e.Answers.Running())
 	}
