@@ -338,7 +338,11 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 			}
 			content.WriteString(piece)
 			if !logBroken {
-				if _, lerr := m.opts.Log.Append(context.WithoutCancel(ctx), a.ID, piece); lerr != nil {
+				if _, lerr := m.opts.Log.Append(context.WithoutCancel(ctx), a.ID, piece); errors.Is(lerr, chat.ErrLogClosed) {
+					// Someone else has ended the answer (a cancel or a
+					// takeover whose request missed us): stop.
+					j.cancel(errEndedElsewhere)
+				} else if lerr != nil {
 					// Subscribers stop seeing tokens (the log is full or
 					// gone) but the answer goes on and is saved whole:
 					// they get it with the terminal event.

@@ -248,10 +248,16 @@ func (m *Manager) cancelRemote(ctx context.Context, owner string, a *chat.Messag
 			return nil, err
 		}
 		if !alive[a.ID] || time.Now().After(deadline) {
-			if _, err := m.takeOver(ctx, owner, a.ID, chat.StatusCancelled, ""); err != nil {
+			took, err := m.takeOver(ctx, owner, a.ID, chat.StatusCancelled, "")
+			if err != nil {
 				return nil, err
 			}
-			return m.answer(ctx, owner, a.ID)
+			if took {
+				return m.answer(ctx, owner, a.ID)
+			}
+			// Another instance holds the claim and is finishing the
+			// answer (its sweep, or another cancel): wait for the end it
+			// saves, or for its claim to lapse and take over then.
 		}
 	}
 }
