@@ -81,6 +81,7 @@ func TestBadOperationsAreRefusedBeforeExecution(t *testing.T) {
 		{"hash/body mismatch", req{"POST", "/graphql", "application/json", `{"query":"{ viewer { id } }","extensions":{"persistedQuery":{"version":1,"sha256Hash":"` + sha("other") + `"}}}`}, 400, []string{"PERSISTED_QUERY_HASH_MISMATCH"}},
 		{"APQ version 2", req{"POST", "/graphql", "application/json", `{"extensions":{"persistedQuery":{"version":2,"sha256Hash":"` + sha("x") + `"}}}`}, 400, []string{"BAD_REQUEST"}},
 		{"oversized body", req{"POST", "/graphql", "application/json", `{"query":"{ viewer { id } }","pad":"` + strings.Repeat("p", 3<<20) + `"}`}, 413, []string{"BAD_REQUEST"}},
+		{"ask bomb", gql("mutation { " + repeat(`a#: ask(input: {conversationId: "x", question: "q"}) { answer { id } }`, 6, " ") + " }"), 400, []string{"COST_LIMIT"}},
 		{"array batch", req{"POST", "/graphql", "application/json", `[{"query":"{ viewer { id } }"}]`}, 400, []string{"BAD_REQUEST"}},
 		{"GET mutation", req{"GET", "/graphql?query=" + url.QueryEscape(`mutation { deleteConversation(id: "x") }`), "", ""}, 405, []string{"BAD_REQUEST"}},
 		{"text/plain POST", req{"POST", "/graphql", "text/plain", `{"query":"{ viewer { id } }"}`}, 415, []string{"BAD_REQUEST"}},
@@ -93,7 +94,7 @@ func TestBadOperationsAreRefusedBeforeExecution(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			store, users := e.Store.Calls(), e.Users.Calls()
+			store, users, llm := e.Store.Calls(), e.Users.Calls(), e.Backend.Requests()+e.Backend.ModelsRequests()
 			hr, _ := http.NewRequest(tc.req.method, e.URL+tc.req.target, strings.NewReader(tc.req.body))
 			hr.Header.Set("Authorization", "Bearer "+e.token("alice"))
 			hr.Header.Set("Accept", "application/graphql-response+json")
@@ -122,8 +123,9 @@ func TestBadOperationsAreRefusedBeforeExecution(t *testing.T) {
 			if body.Data != nil {
 				t.Errorf("data = %s, want none", body.Data)
 			}
-			if e.Store.Calls() != store || e.Users.Calls() != users {
-				t.Errorf("the request reached the store (%d calls) or the user service (%d)", e.Store.Calls()-store, e.Users.Calls()-users)
+			if e.Store.Calls() != store || e.Users.Calls() != users || e.Backend.Requests()+e.Backend.ModelsRequests() != llm {
+				t.Errorf("the request reached the store (%d calls), the user service (%d) or the LLM backend (%d)",
+					e.Store.Calls()-store, e.Users.Calls()-users, e.Backend.Requests()+e.Backend.ModelsRequests()-llm)
 			}
 		})
 	}
