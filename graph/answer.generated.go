@@ -54,6 +54,15 @@ func (ec *executionContext) field_Subscription_answer_args(ctx context.Context, 
 // region    **************************** field.gotpl *****************************
 
 func (ec *executionContext) _AnswerEvent_messageId(ctx context.Context, field graphql.CollectedField, obj *answers.Event) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnswerEvent_messageId(ctx, field)
+		}, func() string { return obj.MessageNodeID() }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -77,6 +86,15 @@ func (ec *executionContext) fieldContext_AnswerEvent_messageId(_ context.Context
 }
 
 func (ec *executionContext) _AnswerEvent_seq(ctx context.Context, field graphql.CollectedField, obj *answers.Event) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnswerEvent_seq(ctx, field)
+		}, func() int { return obj.Seq }, func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -100,6 +118,15 @@ func (ec *executionContext) fieldContext_AnswerEvent_seq(_ context.Context, fiel
 }
 
 func (ec *executionContext) _AnswerEvent_delta(ctx context.Context, field graphql.CollectedField, obj *answers.Event) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnswerEvent_delta(ctx, field)
+		}, func() string { return obj.Delta }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -123,6 +150,15 @@ func (ec *executionContext) fieldContext_AnswerEvent_delta(_ context.Context, fi
 }
 
 func (ec *executionContext) _AnswerEvent_done(ctx context.Context, field graphql.CollectedField, obj *answers.Event) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnswerEvent_done(ctx, field)
+		}, func() bool { return obj.Done }, func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -146,6 +182,15 @@ func (ec *executionContext) fieldContext_AnswerEvent_done(_ context.Context, fie
 }
 
 func (ec *executionContext) _AnswerEvent_message(ctx context.Context, field graphql.CollectedField, obj *answers.Event) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnswerEvent_message(ctx, field)
+		}, func() *chat.Message { return obj.Message }, func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
+			return ec.marshalOMessage2ᚖaskgateᚋinternalᚋchatᚐMessage(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -178,6 +223,15 @@ func (ec *executionContext) fieldContext_AnswerEvent_message(_ context.Context, 
 }
 
 func (ec *executionContext) _AskPayload_question(ctx context.Context, field graphql.CollectedField, obj *model.AskPayload) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AskPayload_question(ctx, field)
+		}, func() *chat.Message { return obj.Question }, func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
+			return ec.marshalNMessage2ᚖaskgateᚋinternalᚋchatᚐMessage(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -210,6 +264,15 @@ func (ec *executionContext) fieldContext_AskPayload_question(_ context.Context, 
 }
 
 func (ec *executionContext) _AskPayload_answer(ctx context.Context, field graphql.CollectedField, obj *model.AskPayload) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AskPayload_answer(ctx, field)
+		}, func() *chat.Message { return obj.Answer }, func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
+			return ec.marshalNMessage2ᚖaskgateᚋinternalᚋchatᚐMessage(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -242,6 +305,15 @@ func (ec *executionContext) fieldContext_AskPayload_answer(_ context.Context, fi
 }
 
 func (ec *executionContext) _Model_id(ctx context.Context, field graphql.CollectedField, obj *chat.Model) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Model_id(ctx, field)
+		}, func() string { return obj.ID }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -265,6 +337,15 @@ func (ec *executionContext) fieldContext_Model_id(_ context.Context, field graph
 }
 
 func (ec *executionContext) _Model_ownedBy(ctx context.Context, field graphql.CollectedField, obj *chat.Model) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Model_ownedBy(ctx, field)
+		}, func() string { return obj.OwnedBy }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -288,6 +369,15 @@ func (ec *executionContext) fieldContext_Model_ownedBy(_ context.Context, field 
 }
 
 func (ec *executionContext) _Model_isDefault(ctx context.Context, field graphql.CollectedField, obj *chat.Model) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Model_isDefault(ctx, field)
+		}, func() bool { return obj.Default }, func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -452,12 +542,12 @@ var answerEventImplementors = []string{"AnswerEvent"}
 func (ec *executionContext) _AnswerEvent(ctx context.Context, sel ast.SelectionSet, obj *answers.Event) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, answerEventImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("AnswerEvent")
+			out.Values[i] = gqlexec.MarshalString("AnswerEvent")
 		case "messageId":
 			out.Values[i] = ec._AnswerEvent_messageId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -505,12 +595,12 @@ var askPayloadImplementors = []string{"AskPayload"}
 func (ec *executionContext) _AskPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AskPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, askPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("AskPayload")
+			out.Values[i] = gqlexec.MarshalString("AskPayload")
 		case "question":
 			out.Values[i] = ec._AskPayload_question(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -543,12 +633,12 @@ var modelImplementors = []string{"Model"}
 func (ec *executionContext) _Model(ctx context.Context, sel ast.SelectionSet, obj *chat.Model) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, modelImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("Model")
+			out.Values[i] = gqlexec.MarshalString("Model")
 		case "id":
 			out.Values[i] = ec._Model_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {

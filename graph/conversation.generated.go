@@ -170,6 +170,15 @@ func (ec *executionContext) field_Mutation_startConversation_args(ctx context.Co
 // region    **************************** field.gotpl *****************************
 
 func (ec *executionContext) _Conversation_id(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Conversation_id(ctx, field)
+		}, func() string { return obj.NodeID() }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -193,6 +202,15 @@ func (ec *executionContext) fieldContext_Conversation_id(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Conversation_title(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Conversation_title(ctx, field)
+		}, func() string { return obj.Title }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -216,6 +234,15 @@ func (ec *executionContext) fieldContext_Conversation_title(_ context.Context, f
 }
 
 func (ec *executionContext) _Conversation_createdAt(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Conversation_createdAt(ctx, field)
+		}, func() time.Time { return obj.CreatedAt }, func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -239,6 +266,15 @@ func (ec *executionContext) fieldContext_Conversation_createdAt(_ context.Contex
 }
 
 func (ec *executionContext) _Conversation_updatedAt(ctx context.Context, field graphql.CollectedField, obj *chat.Conversation) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Conversation_updatedAt(ctx, field)
+		}, func() time.Time { return obj.UpdatedAt }, func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -507,6 +543,15 @@ func (ec *executionContext) fieldContext_ConversationConnection_edges(_ context.
 }
 
 func (ec *executionContext) _ConversationConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *chat.ConversationPage) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConversationConnection_nodes(ctx, field)
+		}, func() []*chat.Conversation { return obj.Conversations }, func(ctx context.Context, selections ast.SelectionSet, v []*chat.Conversation) graphql.Marshaler {
+			return ec.marshalNConversation2ᚕᚖaskgateᚋinternalᚋchatᚐConversationᚄ(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -594,6 +639,15 @@ func (ec *executionContext) fieldContext_ConversationConnection_totalCount(_ con
 }
 
 func (ec *executionContext) _ConversationEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.ConversationEdge) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConversationEdge_cursor(ctx, field)
+		}, func() string { return obj.Cursor }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -617,6 +671,15 @@ func (ec *executionContext) fieldContext_ConversationEdge_cursor(_ context.Conte
 }
 
 func (ec *executionContext) _ConversationEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.ConversationEdge) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConversationEdge_node(ctx, field)
+		}, func() *chat.Conversation { return obj.Node }, func(ctx context.Context, selections ast.SelectionSet, v *chat.Conversation) graphql.Marshaler {
+			return ec.marshalNConversation2ᚖaskgateᚋinternalᚋchatᚐConversation(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -649,6 +712,15 @@ func (ec *executionContext) fieldContext_ConversationEdge_node(_ context.Context
 }
 
 func (ec *executionContext) _Message_id(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_id(ctx, field)
+		}, func() string { return obj.NodeID() }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -727,6 +799,15 @@ func (ec *executionContext) resolveBatch_Message_conversation(ctx context.Contex
 }
 
 func (ec *executionContext) _Message_role(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_role(ctx, field)
+		}, func() chat.Role { return obj.Role }, func(ctx context.Context, selections ast.SelectionSet, v chat.Role) graphql.Marshaler {
+			return ec.marshalNMessageRole2askgateᚋinternalᚋchatᚐRole(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -782,6 +863,15 @@ func (ec *executionContext) fieldContext_Message_author(_ context.Context, field
 }
 
 func (ec *executionContext) _Message_content(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_content(ctx, field)
+		}, func() string { return obj.Content }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -805,6 +895,15 @@ func (ec *executionContext) fieldContext_Message_content(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Message_status(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_status(ctx, field)
+		}, func() chat.Status { return obj.Status }, func(ctx context.Context, selections ast.SelectionSet, v chat.Status) graphql.Marshaler {
+			return ec.marshalNMessageStatus2askgateᚋinternalᚋchatᚐStatus(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -851,6 +950,15 @@ func (ec *executionContext) fieldContext_Message_model(_ context.Context, field 
 }
 
 func (ec *executionContext) _Message_createdAt(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_createdAt(ctx, field)
+		}, func() time.Time { return obj.CreatedAt }, func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -874,6 +982,15 @@ func (ec *executionContext) fieldContext_Message_createdAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _Message_completedAt(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_completedAt(ctx, field)
+		}, func() *time.Time { return obj.CompletedAt }, func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -897,6 +1014,15 @@ func (ec *executionContext) fieldContext_Message_completedAt(_ context.Context, 
 }
 
 func (ec *executionContext) _Message_usage(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_usage(ctx, field)
+		}, func() *chat.TokenUsage { return obj.Usage }, func(ctx context.Context, selections ast.SelectionSet, v *chat.TokenUsage) graphql.Marshaler {
+			return ec.marshalOTokenUsage2ᚖaskgateᚋinternalᚋchatᚐTokenUsage(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -984,6 +1110,15 @@ func (ec *executionContext) fieldContext_MessageConnection_edges(_ context.Conte
 }
 
 func (ec *executionContext) _MessageConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *chat.MessagePage) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MessageConnection_nodes(ctx, field)
+		}, func() []*chat.Message { return obj.Messages }, func(ctx context.Context, selections ast.SelectionSet, v []*chat.Message) graphql.Marshaler {
+			return ec.marshalNMessage2ᚕᚖaskgateᚋinternalᚋchatᚐMessageᚄ(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1071,6 +1206,15 @@ func (ec *executionContext) fieldContext_MessageConnection_totalCount(_ context.
 }
 
 func (ec *executionContext) _MessageEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.MessageEdge) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MessageEdge_cursor(ctx, field)
+		}, func() string { return obj.Cursor }, func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1094,6 +1238,15 @@ func (ec *executionContext) fieldContext_MessageEdge_cursor(_ context.Context, f
 }
 
 func (ec *executionContext) _MessageEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.MessageEdge) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MessageEdge_node(ctx, field)
+		}, func() *chat.Message { return obj.Node }, func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
+			return ec.marshalNMessage2ᚖaskgateᚋinternalᚋchatᚐMessage(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1436,6 +1589,15 @@ func (ec *executionContext) fieldContext_Mutation_cancelAnswer(ctx context.Conte
 }
 
 func (ec *executionContext) _StartConversationPayload_conversation(ctx context.Context, field graphql.CollectedField, obj *model.StartConversationPayload) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StartConversationPayload_conversation(ctx, field)
+		}, func() *chat.Conversation { return obj.Conversation }, func(ctx context.Context, selections ast.SelectionSet, v *chat.Conversation) graphql.Marshaler {
+			return ec.marshalNConversation2ᚖaskgateᚋinternalᚋchatᚐConversation(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1468,6 +1630,15 @@ func (ec *executionContext) fieldContext_StartConversationPayload_conversation(_
 }
 
 func (ec *executionContext) _StartConversationPayload_question(ctx context.Context, field graphql.CollectedField, obj *model.StartConversationPayload) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StartConversationPayload_question(ctx, field)
+		}, func() *chat.Message { return obj.Question }, func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
+			return ec.marshalOMessage2ᚖaskgateᚋinternalᚋchatᚐMessage(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1500,6 +1671,15 @@ func (ec *executionContext) fieldContext_StartConversationPayload_question(_ con
 }
 
 func (ec *executionContext) _StartConversationPayload_answer(ctx context.Context, field graphql.CollectedField, obj *model.StartConversationPayload) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StartConversationPayload_answer(ctx, field)
+		}, func() *chat.Message { return obj.Answer }, func(ctx context.Context, selections ast.SelectionSet, v *chat.Message) graphql.Marshaler {
+			return ec.marshalOMessage2ᚖaskgateᚋinternalᚋchatᚐMessage(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1532,6 +1712,15 @@ func (ec *executionContext) fieldContext_StartConversationPayload_answer(_ conte
 }
 
 func (ec *executionContext) _TokenUsage_promptTokens(ctx context.Context, field graphql.CollectedField, obj *chat.TokenUsage) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TokenUsage_promptTokens(ctx, field)
+		}, func() int { return obj.PromptTokens }, func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1555,6 +1744,15 @@ func (ec *executionContext) fieldContext_TokenUsage_promptTokens(_ context.Conte
 }
 
 func (ec *executionContext) _TokenUsage_completionTokens(ctx context.Context, field graphql.CollectedField, obj *chat.TokenUsage) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TokenUsage_completionTokens(ctx, field)
+		}, func() int { return obj.CompletionTokens }, func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1578,6 +1776,15 @@ func (ec *executionContext) fieldContext_TokenUsage_completionTokens(_ context.C
 }
 
 func (ec *executionContext) _TokenUsage_totalTokens(ctx context.Context, field graphql.CollectedField, obj *chat.TokenUsage) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TokenUsage_totalTokens(ctx, field)
+		}, func() int { return obj.TotalTokens }, func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1722,12 +1929,12 @@ var conversationImplementors = []string{"Conversation", "Node"}
 func (ec *executionContext) _Conversation(ctx context.Context, sel ast.SelectionSet, obj *chat.Conversation) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, conversationImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("Conversation")
+			out.Values[i] = gqlexec.MarshalString("Conversation")
 		case "id":
 			out.Values[i] = ec._Conversation_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -1788,12 +1995,12 @@ var conversationConnectionImplementors = []string{"ConversationConnection"}
 func (ec *executionContext) _ConversationConnection(ctx context.Context, sel ast.SelectionSet, obj *chat.ConversationPage) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, conversationConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("ConversationConnection")
+			out.Values[i] = gqlexec.MarshalString("ConversationConnection")
 		case "edges":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -1839,12 +2046,12 @@ var conversationEdgeImplementors = []string{"ConversationEdge"}
 func (ec *executionContext) _ConversationEdge(ctx context.Context, sel ast.SelectionSet, obj *model.ConversationEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, conversationEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("ConversationEdge")
+			out.Values[i] = gqlexec.MarshalString("ConversationEdge")
 		case "cursor":
 			out.Values[i] = ec._ConversationEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -1877,12 +2084,12 @@ var messageImplementors = []string{"Message", "Node"}
 func (ec *executionContext) _Message(ctx context.Context, sel ast.SelectionSet, obj *chat.Message) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, messageImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("Message")
+			out.Values[i] = gqlexec.MarshalString("Message")
 		case "id":
 			out.Values[i] = ec._Message_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -1964,12 +2171,12 @@ var messageConnectionImplementors = []string{"MessageConnection"}
 func (ec *executionContext) _MessageConnection(ctx context.Context, sel ast.SelectionSet, obj *chat.MessagePage) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, messageConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("MessageConnection")
+			out.Values[i] = gqlexec.MarshalString("MessageConnection")
 		case "edges":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -2015,12 +2222,12 @@ var messageEdgeImplementors = []string{"MessageEdge"}
 func (ec *executionContext) _MessageEdge(ctx context.Context, sel ast.SelectionSet, obj *model.MessageEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, messageEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("MessageEdge")
+			out.Values[i] = gqlexec.MarshalString("MessageEdge")
 		case "cursor":
 			out.Values[i] = ec._MessageEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -2056,7 +2263,7 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		Object: "Mutation",
 	})
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
@@ -2066,7 +2273,7 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("Mutation")
+			out.Values[i] = gqlexec.MarshalString("Mutation")
 		case "startConversation":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_startConversation(ctx, field)
@@ -2124,12 +2331,12 @@ var startConversationPayloadImplementors = []string{"StartConversationPayload"}
 func (ec *executionContext) _StartConversationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.StartConversationPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, startConversationPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("StartConversationPayload")
+			out.Values[i] = gqlexec.MarshalString("StartConversationPayload")
 		case "conversation":
 			out.Values[i] = ec._StartConversationPayload_conversation(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -2167,12 +2374,12 @@ var tokenUsageImplementors = []string{"TokenUsage"}
 func (ec *executionContext) _TokenUsage(ctx context.Context, sel ast.SelectionSet, obj *chat.TokenUsage) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, tokenUsageImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := gqlexec.NewFieldSet(fields)
 	deferred := gqlexec.NoDeferredGroup(ctx)
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
-			out.Values[i] = graphql.MarshalString("TokenUsage")
+			out.Values[i] = gqlexec.MarshalString("TokenUsage")
 		case "promptTokens":
 			out.Values[i] = ec._TokenUsage_promptTokens(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -2331,7 +2538,7 @@ func (ec *executionContext) unmarshalNMessageRole2askgateᚋinternalᚋchatᚐRo
 
 func (ec *executionContext) marshalNMessageRole2askgateᚋinternalᚋchatᚐRole(ctx context.Context, sel ast.SelectionSet, v chat.Role) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNMessageRole2askgateᚋinternalᚋchatᚐRole[v])
+	res := gqlexec.MarshalString(marshalNMessageRole2askgateᚋinternalᚋchatᚐRole[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "MessageRole!")
 	}
@@ -2357,7 +2564,7 @@ func (ec *executionContext) unmarshalNMessageStatus2askgateᚋinternalᚋchatᚐ
 
 func (ec *executionContext) marshalNMessageStatus2askgateᚋinternalᚋchatᚐStatus(ctx context.Context, sel ast.SelectionSet, v chat.Status) graphql.Marshaler {
 	_ = sel
-	res := graphql.MarshalString(marshalNMessageStatus2askgateᚋinternalᚋchatᚐStatus[v])
+	res := gqlexec.MarshalString(marshalNMessageStatus2askgateᚋinternalᚋchatᚐStatus[v])
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "MessageStatus!")
 	}

@@ -4,6 +4,7 @@ package graph
 
 import (
 	"askgate/graph/model"
+	"askgate/internal/gqlexec"
 	"bytes"
 	"context"
 	"fmt"
@@ -659,9 +660,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 					return nil
 				}
 			}
-			var buf bytes.Buffer
-			data.MarshalGQL(&buf)
-			response.Data = buf.Bytes()
+			response.Data = gqlexec.MarshalData(data)
 			if atomic.LoadInt32(&ec.Deferred) > 0 {
 				hasNext := atomic.LoadInt32(&ec.PendingDeferred) > 0
 				response.HasNext = &hasNext

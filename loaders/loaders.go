@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/graph-gophers/dataloader/v7"
@@ -50,6 +51,65 @@ type Loaders struct {
 	// with the page, rather than when the totalCount field resolves later,
 	// keeps the counts of a whole list in one batch.
 	Messages *dataloader.Loader[MessagesKey, *chat.MessagePage]
+
+	mu     sync.Mutex
+	totals map[*chat.ConversationPage]int
+
+	users *userMemo
+}
+
+// userMemo keeps the users the Users loader has loaded for the operation.
+type userMemo struct {
+	mu    sync.RWMutex
+	users map[string]*chat.User
+}
+
+// User returns the user id loads as (nil for no such user), as
+// Users.Load(ctx, id)() does, but straight from the users the operation
+// has already loaded when id is one of them: a chat screen asks for the
+// same few authors for hundreds of messages, and the loader makes several
+// allocations and takes several locks for each.
+func (l *Loaders) User(ctx context.Context, id string) (*chat.User, error) {
+	if m := l.users; m != nil {
+		m.mu.RLock()
+		u, ok := m.users[id]
+		m.mu.RUnlock()
+		if ok {
+			return u, nil
+		}
+	}
+	return l.Users.Load(ctx, id)()
+}
+
+// add records the users loaded for ids, nil for those that do not exist.
+func (m *userMemo) add(ids []string, byID map[string]*chat.User) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.users == nil {
+		m.users = make(map[string]*chat.User, len(ids))
+	}
+	for _, id := range ids {
+		m.users[id] = byID[id]
+	}
+}
+
+// SetTotal records the total number of conversations of the list p is a
+// page of, read with the page.
+func (l *Loaders) SetTotal(p *chat.ConversationPage, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.totals == nil {
+		l.totals = make(map[*chat.ConversationPage]int)
+	}
+	l.totals[p] = n
+}
+
+// Total returns the total recorded for p by SetTotal.
+func (l *Loaders) Total(p *chat.ConversationPage) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, ok := l.totals[p]
+	return n, ok
 }
 
 // Config holds what the loaders read from.
@@ -66,11 +126,12 @@ func New(cfg Config, viewerID string) *Loaders {
 	if wait <= 0 {
 		wait = DefaultWait
 	}
-	b := batcher{store: cfg.Store, dir: cfg.Users, owner: viewerID}
+	b := batcher{store: cfg.Store, dir: cfg.Users, owner: viewerID, users: &userMemo{}}
 	return &Loaders{
-		Users:         newLoader(b.users, wait),
+		Users:         newLoader(b.loadUsers, wait),
 		Conversations: newLoader(b.conversations, wait),
 		Messages:      newLoader(b.messages, wait),
+		users:         b.users,
 	}
 }
 
@@ -115,6 +176,7 @@ type batcher struct {
 	store chat.Store
 	dir   chat.UserDirectory
 	owner string
+	users *userMemo // what users has loaded
 }
 
 // fail returns the same error for every key of a batch.
@@ -127,7 +189,7 @@ func fail[V any](n int, err error) []*dataloader.Result[V] {
 	return out
 }
 
-func (b batcher) users(ctx context.Context, ids []string) []*dataloader.Result[*chat.User] {
+func (b batcher) loadUsers(ctx context.Context, ids []string) []*dataloader.Result[*chat.User] {
 	found, err := b.dir.UsersByID(ctx, ids)
 	if err != nil {
 		return fail[*chat.User](len(ids), err)
@@ -136,6 +198,7 @@ func (b batcher) users(ctx context.Context, ids []string) []*dataloader.Result[*
 	for _, u := range found {
 		byID[u.ID] = u
 	}
+	b.users.add(ids, byID)
 	out := make([]*dataloader.Result[*chat.User], len(ids))
 	for i, id := range ids {
 		out[i] = &dataloader.Result[*chat.User]{Data: byID[id]}
@@ -163,9 +226,17 @@ func (b batcher) conversations(ctx context.Context, ids []string) []*dataloader.
 	return out
 }
 
+// countingLister is a store that reads a page of messages and counts
+// messages in one round trip (PostgreSQL does).
+type countingLister interface {
+	ListMessagesCounted(ctx context.Context, owner string, conversationIDs []string, p chat.Page, countIDs []string) ([]*chat.MessagePage, map[string]int, error)
+}
+
 // messages runs one ListMessages per distinct page in the batch, plus one
 // CountMessages for the conversations whose count was asked for; in
 // practice a batch holds one page (say last: 10) for many conversations.
+// With a countingLister and one page, the page and the counts are read in
+// one round trip.
 func (b batcher) messages(ctx context.Context, keys []MessagesKey) []*dataloader.Result[*chat.MessagePage] {
 	type group struct {
 		page chat.Page
@@ -189,16 +260,27 @@ func (b batcher) messages(ctx context.Context, keys []MessagesKey) []*dataloader
 			countIDs = append(countIDs, k.ConversationID)
 		}
 	}
-	var counts map[string]int
-	if len(countIDs) > 0 {
-		var err error
-		if counts, err = b.store.CountMessages(ctx, b.owner, countIDs); err != nil {
-			return fail[*chat.MessagePage](len(keys), err)
-		}
+	var (
+		counts map[string]int
+		first  []*chat.MessagePage // the only group's pages, when read with the counts
+		err    error
+	)
+	if cl, ok := b.store.(countingLister); ok && len(countIDs) > 0 && len(groups) == 1 {
+		first, counts, err = cl.ListMessagesCounted(ctx, b.owner, groups[0].ids, groups[0].page, countIDs)
+	} else if len(countIDs) > 0 {
+		counts, err = b.store.CountMessages(ctx, b.owner, countIDs)
+	}
+	if err != nil {
+		return fail[*chat.MessagePage](len(keys), err)
 	}
 	out := make([]*dataloader.Result[*chat.MessagePage], len(keys))
-	for _, g := range groups {
-		pages, err := b.store.ListMessages(ctx, b.owner, g.ids, g.page)
+	for gi, g := range groups {
+		var pages []*chat.MessagePage
+		if gi == 0 && first != nil {
+			pages = first
+		} else {
+			pages, err = b.store.ListMessages(ctx, b.owner, g.ids, g.page)
+		}
 		for j, i := range g.at {
 			if err != nil {
 				out[i] = &dataloader.Result[*chat.MessagePage]{Error: err}

@@ -85,6 +85,11 @@ func (r *conversationConnectionResolver) PageInfo(ctx context.Context, obj *chat
 }
 
 func (r *conversationConnectionResolver) TotalCount(ctx context.Context, obj *chat.ConversationPage) (int, error) {
+	if l := loaders.For(ctx); l != nil {
+		if n, ok := l.Total(obj); ok {
+			return n, nil
+		}
+	}
 	owner, err := viewerID(ctx)
 	if err != nil {
 		return 0, err
@@ -114,7 +119,7 @@ func (r *messageResolver) Author(ctx context.Context, obj *chat.Message) (*chat.
 	}
 	// Conversation.messages has already asked the loader for every
 	// author of the page, so this waits for that one batch at most.
-	return l.Users.Load(ctx, obj.AuthorID)()
+	return l.User(ctx, obj.AuthorID)
 }
 
 func (r *messageResolver) Model(ctx context.Context, obj *chat.Message) (*string, error) {
@@ -235,6 +240,18 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 	page, err := chat.NewPage(chat.KindConversation, first, last, after, before)
 	if err != nil {
 		return nil, err
+	}
+	// A list shown with its total reads both in one round trip when the
+	// store can.
+	if cl, ok := r.Store.(conversationCounter); ok && selects(ctx, "totalCount") {
+		if l := loaders.For(ctx); l != nil {
+			p, n, err := cl.ListConversationsCounted(ctx, owner, page)
+			if err != nil {
+				return nil, err
+			}
+			l.SetTotal(p, n)
+			return p, nil
+		}
 	}
 	return r.Store.ListConversations(ctx, owner, page)
 }

@@ -39,6 +39,10 @@ func selectsIn(oc *graphql.OperationContext, fields []graphql.CollectedField, pa
 func loadAll[K comparable, V any](ctx context.Context, l *dataloader.Loader[K, V], keys []K) ([]V, error) {
 	thunks := make([]dataloader.Thunk[V], len(keys))
 	for i, k := range keys {
+		if i > 0 && k == keys[i-1] { // the owners of a list are often one user
+			thunks[i] = thunks[i-1]
+			continue
+		}
 		thunks[i] = l.Load(ctx, k)
 	}
 	values := make([]V, len(keys))
@@ -63,9 +67,11 @@ func loadAll[K comparable, V any](ctx context.Context, l *dataloader.Loader[K, V
 // batch, so that each message's author field later finds its user loaded
 // or on its way rather than waiting for a batch of its own.
 func primeAuthors(ctx context.Context, l *loaders.Loaders, msgs []*chat.Message) {
+	last := ""
 	for _, m := range msgs {
-		if m != nil && m.Role == chat.RoleUser && m.AuthorID != "" {
+		if m != nil && m.Role == chat.RoleUser && m.AuthorID != "" && m.AuthorID != last {
 			l.Users.Load(ctx, m.AuthorID)
+			last = m.AuthorID // a page's questions are most often one user's
 		}
 	}
 }
@@ -83,4 +89,10 @@ func pageInfo[T cursored](info chat.PageInfo, kind chat.Kind, items []T) *model.
 		p.StartCursor, p.EndCursor = &start, &end
 	}
 	return p
+}
+
+// conversationCounter is a store that reads a page of conversations and
+// their total number in one round trip (PostgreSQL does).
+type conversationCounter interface {
+	ListConversationsCounted(ctx context.Context, owner string, p chat.Page) (*chat.ConversationPage, int, error)
 }

@@ -106,6 +106,39 @@ func TestVerifyHS256(t *testing.T) {
 	checkViewer(t, got, want)
 }
 
+// TestVerifiedTokenUntilExpiry: a token verified once is accepted again,
+// as the same viewer, until it expires and no longer after, although the
+// leeway would have accepted it a little longer.
+func TestVerifiedTokenUntilExpiry(t *testing.T) {
+	v := newVerifier(t, Config{Secret: testSecret, Leeway: 30 * time.Second})
+	exp := time.Now().Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+	tok := sign(t, jwt.SigningMethodHS256, testSecret, "", claimsWith(set("exp", exp.Unix())))
+	want := &Viewer{ID: "u1", Name: "Ada", Email: "ada@example.com", Scopes: []string{ScopeRead, ScopeWrite}, ExpiresAt: exp}
+	for range 2 {
+		got, err := v.Verify(tok)
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		checkViewer(t, got, want)
+		got.ID = "changed by the caller"
+	}
+	if _, ok := v.verified.Get(tok); !ok {
+		t.Fatal("the verified token was not remembered")
+	}
+	time.Sleep(time.Until(exp) + 10*time.Millisecond)
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("within the leeway: %v", err) // verified again, by the parser
+	}
+	if v.verified.Len() != 1 {
+		t.Errorf("%d tokens remembered; want 1", v.verified.Len())
+	}
+	if other := newVerifier(t, Config{Secret: []byte("another-secret-of-more-than-32-bytes")}); other.verified != nil {
+		if _, err := other.Verify(tok); err == nil {
+			t.Error("a token remembered by one verifier was accepted by another with a different secret")
+		}
+	}
+}
+
 func checkViewer(t *testing.T, got, want *Viewer) {
 	t.Helper()
 	if got.ID != want.ID || got.Name != want.Name || got.Email != want.Email ||

@@ -17,6 +17,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"askgate/internal/gqlexec"
 )
 
 // Media types of GraphQL over HTTP.
@@ -116,7 +118,10 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
-	writeResponse(w, media, http.StatusOK, withCost(responses(ctx), cost))
+	resp := withCost(responses(ctx), cost)
+	writeResponse(w, media, http.StatusOK, resp)
+	// The data is written out and nothing else refers to it.
+	gqlexec.ReleaseData(resp.Data)
 }
 
 // withCost reports an operation's cost in the response's extensions.
@@ -295,6 +300,8 @@ func writeResponse(w http.ResponseWriter, media string, status int, resp *graphq
 	h := w.Header()
 	h.Set("Content-Type", media+"; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
+	// A known length spares the chunked encoding of a large response.
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

@@ -117,14 +117,23 @@ func (s *Store) ConversationsByID(ctx context.Context, owner string, ids []strin
 // ListConversations returns a page of owner's conversations, most
 // recently updated first.
 func (s *Store) ListConversations(ctx context.Context, owner string, p chat.Page) (*chat.ConversationPage, error) {
-	args := make([]any, 0, 6)
-	args = append(args, owner)
-	args = sqlkit.AppendCursorArgs(args, p, sqlkit.Time)
-	args = append(args, p.Limit+1)
-	rows, err := s.pool.Query(ctx, listConversationsSQL[sqlkit.VariantOf(p)], args...)
+	rows, err := s.pool.Query(ctx, listConversationsSQL[sqlkit.VariantOf(p)], listConversationsArgs(owner, p)...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list conversations: %w", err)
 	}
+	return conversationPage(rows, p)
+}
+
+// listConversationsArgs returns the arguments of listConversationsSQL.
+func listConversationsArgs(owner string, p chat.Page) []any {
+	args := make([]any, 0, 6)
+	args = append(args, owner)
+	args = sqlkit.AppendCursorArgs(args, p, sqlkit.Time)
+	return append(args, p.Limit+1)
+}
+
+// conversationPage reads the rows of listConversationsSQL into page p.
+func conversationPage(rows pgx.Rows, p chat.Page) (*chat.ConversationPage, error) {
 	cs, err := scanConversations(rows, p.Limit+1)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list conversations: %w", err)
@@ -132,6 +141,32 @@ func (s *Store) ListConversations(ctx context.Context, owner string, p chat.Page
 	page := &chat.ConversationPage{}
 	page.Conversations, page.PageInfo = chat.Finish(p, cs)
 	return page, nil
+}
+
+// ListConversationsCounted is ListConversations and CountConversations in
+// one round trip to the server, for a list shown with its total.
+func (s *Store) ListConversationsCounted(ctx context.Context, owner string, p chat.Page) (*chat.ConversationPage, int, error) {
+	b := &pgx.Batch{}
+	b.Queue(countConversationsSQL, owner)
+	b.Queue(listConversationsSQL[sqlkit.VariantOf(p)], listConversationsArgs(owner, p)...)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	var n int
+	if err := br.QueryRow().Scan(&n); err != nil {
+		return nil, 0, fmt.Errorf("postgres: count conversations: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, 0, fmt.Errorf("postgres: list conversations: %w", err)
+	}
+	page, err := conversationPage(rows, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, 0, fmt.Errorf("postgres: list conversations: %w", err)
+	}
+	return page, n, nil
 }
 
 // CountConversations returns how many conversations owner has.

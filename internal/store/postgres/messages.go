@@ -289,11 +289,7 @@ func (s *Store) ListMessages(ctx context.Context, owner string, conversationIDs 
 	if len(conversationIDs) == 0 {
 		return []*chat.MessagePage{}, nil
 	}
-	args := make([]any, 0, 7)
-	args = append(args, conversationIDs, owner)
-	args = sqlkit.AppendCursorArgs(args, p, sqlkit.Time)
-	args = append(args, p.Limit+1)
-	rows, err := s.pool.Query(ctx, listMessagesSQL[sqlkit.VariantOf(p)], args...)
+	rows, err := s.pool.Query(ctx, listMessagesSQL[sqlkit.VariantOf(p)], listMessagesArgs(owner, conversationIDs, p)...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list messages: %w", err)
 	}
@@ -304,30 +300,83 @@ func (s *Store) ListMessages(ctx context.Context, owner string, conversationIDs 
 	return sqlkit.MessagePages(p, conversationIDs, ms), nil
 }
 
+// listMessagesArgs returns the arguments of listMessagesSQL.
+func listMessagesArgs(owner string, conversationIDs []string, p chat.Page) []any {
+	args := make([]any, 0, 7)
+	args = append(args, conversationIDs, owner)
+	args = sqlkit.AppendCursorArgs(args, p, sqlkit.Time)
+	return append(args, p.Limit+1)
+}
+
 // CountMessages returns the number of messages of each of owner's
 // conversations among conversationIDs.
 func (s *Store) CountMessages(ctx context.Context, owner string, conversationIDs []string) (map[string]int, error) {
-	counts := make(map[string]int, len(conversationIDs))
 	if len(conversationIDs) == 0 {
-		return counts, nil
+		return map[string]int{}, nil
 	}
 	rows, err := s.pool.Query(ctx, countMessagesSQL, conversationIDs, owner)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: count messages: %w", err)
 	}
-	defer rows.Close()
-	var (
-		id string
-		n  int
-	)
-	for rows.Next() {
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, fmt.Errorf("postgres: count messages: %w", err)
-		}
-		counts[id] = n
-	}
-	if err := rows.Err(); err != nil {
+	counts, err := scanCounts(rows, len(conversationIDs))
+	if err != nil {
 		return nil, fmt.Errorf("postgres: count messages: %w", err)
 	}
 	return counts, nil
+}
+
+// ListMessagesCounted is ListMessages of conversationIDs and CountMessages
+// of countIDs in one round trip to the server: the chat screen asks for
+// both at once, and a round trip costs more than either statement.
+func (s *Store) ListMessagesCounted(ctx context.Context, owner string, conversationIDs []string, p chat.Page, countIDs []string) ([]*chat.MessagePage, map[string]int, error) {
+	if len(countIDs) == 0 || len(conversationIDs) == 0 {
+		pages, err := s.ListMessages(ctx, owner, conversationIDs, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		counts, err := s.CountMessages(ctx, owner, countIDs)
+		return pages, counts, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(countMessagesSQL, countIDs, owner)
+	b.Queue(listMessagesSQL[sqlkit.VariantOf(p)], listMessagesArgs(owner, conversationIDs, p)...)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: count messages: %w", err)
+	}
+	counts, err := scanCounts(rows, len(countIDs))
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: count messages: %w", err)
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, nil, fmt.Errorf("postgres: list messages: %w", err)
+	}
+	ms, err := scanMessages(rows, min(len(conversationIDs)*(p.Limit+1), 1024))
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: list messages: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, fmt.Errorf("postgres: list messages: %w", err)
+	}
+	return sqlkit.MessagePages(p, conversationIDs, ms), counts, nil
+}
+
+// scanCounts reads the rows of countMessagesSQL, n at most, and closes
+// them.
+func scanCounts(rows pgx.Rows, n int) (map[string]int, error) {
+	defer rows.Close()
+	counts := make(map[string]int, n)
+	var (
+		id    string
+		count int
+	)
+	for rows.Next() {
+		if err := rows.Scan(&id, &count); err != nil {
+			return nil, err
+		}
+		counts[id] = count
+	}
+	return counts, rows.Err()
 }

@@ -98,6 +98,103 @@ func TestOneStatement(t *testing.T) {
 	}
 }
 
+// TestListMessagesCounted: the pages and counts read in one round trip are
+// those of ListMessages and CountMessages, scoped to the owner alike, in
+// their two statements.
+func TestListMessagesCounted(t *testing.T) {
+	var counter pgtest.StatementCounter
+	s := pgtest.NewStore(t, postgres.WithTracer(&counter))
+	ctx := t.Context()
+	var ids []string
+	for i, owner := range []string{"user-alice", "user-alice", "user-alice", "user-bob"} {
+		c := &chat.Conversation{OwnerID: owner}
+		if err := s.CreateConversation(ctx, c); err != nil {
+			t.Fatalf("CreateConversation: %v", err)
+		}
+		ids = append(ids, c.ID)
+		for j := range i + 1 {
+			m := &chat.Message{ConversationID: c.ID, Role: chat.RoleUser, AuthorID: owner, Content: fmt.Sprint(j), Status: chat.StatusComplete}
+			if err := s.AddMessages(ctx, owner, m); err != nil {
+				t.Fatalf("AddMessages: %v", err)
+			}
+		}
+	}
+	page := chat.Page{Limit: 2, Backward: true}
+	wantPages, err := s.ListMessages(ctx, "user-alice", ids, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts, err := s.CountMessages(ctx, "user-alice", ids[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	counter.Reset()
+	pages, counts, err := s.ListMessagesCounted(ctx, "user-alice", ids, page, ids[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := counter.Count(); n != 2 {
+		t.Errorf("%d statements; want 2: %q", n, counter.Statements())
+	}
+	if got, want := fmt.Sprint(counts), fmt.Sprint(wantCounts); got != want {
+		t.Errorf("counts = %s; want %s", got, want)
+	}
+	if len(pages) != len(wantPages) {
+		t.Fatalf("%d pages; want %d", len(pages), len(wantPages))
+	}
+	for i := range pages {
+		got, want := pages[i], wantPages[i]
+		if got.ConversationID != want.ConversationID || got.PageInfo != want.PageInfo || len(got.Messages) != len(want.Messages) {
+			t.Errorf("page %d = %+v; want %+v", i, got, want)
+			continue
+		}
+		for j := range got.Messages {
+			if got.Messages[j].ID != want.Messages[j].ID || got.Messages[j].Content != want.Messages[j].Content {
+				t.Errorf("page %d message %d = %+v; want %+v", i, j, got.Messages[j], want.Messages[j])
+			}
+		}
+	}
+}
+
+// TestListConversationsCounted: the page and total read in one round trip
+// are those of ListConversations and CountConversations, in their two
+// statements.
+func TestListConversationsCounted(t *testing.T) {
+	var counter pgtest.StatementCounter
+	s := pgtest.NewStore(t, postgres.WithTracer(&counter))
+	ctx := t.Context()
+	for _, owner := range []string{"user-alice", "user-alice", "user-alice", "user-bob"} {
+		if err := s.CreateConversation(ctx, &chat.Conversation{OwnerID: owner}); err != nil {
+			t.Fatalf("CreateConversation: %v", err)
+		}
+	}
+	page := chat.Page{Limit: 2}
+	want, err := s.ListConversations(ctx, "user-alice", page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter.Reset()
+	got, n, err := s.ListConversationsCounted(ctx, "user-alice", page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := counter.Count(); c != 2 {
+		t.Errorf("%d statements; want 2: %q", c, counter.Statements())
+	}
+	if n != 3 {
+		t.Errorf("total %d; want 3", n)
+	}
+	if len(got.Conversations) != len(want.Conversations) || got.PageInfo != want.PageInfo {
+		t.Fatalf("page = %+v; want %+v", got, want)
+	}
+	for i := range got.Conversations {
+		if got.Conversations[i].ID != want.Conversations[i].ID {
+			t.Errorf("conversation %d = %s; want %s", i, got.Conversations[i].ID, want.Conversations[i].ID)
+		}
+	}
+}
+
 // TestExchangeStatements checks what streaming an answer costs in
 // statements: a few for an exchange, all but the lookup of its key in one
 // batch; one for a retry (two when it also wants the new conversation), a
