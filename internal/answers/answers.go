@@ -95,6 +95,11 @@ type Manager struct {
 	closing bool
 	wg      sync.WaitGroup // the jobs
 	bg      sync.WaitGroup // the cluster loops (see cluster.go)
+
+	// hubs are the running readers of answers' logs, by answer id, that
+	// fan events out to local subscribers (see hub.go).
+	hubMu sync.Mutex
+	hubs  map[string]*hub
 }
 
 // job is one running generation.
@@ -114,7 +119,7 @@ func New(opts Options) *Manager {
 	if opts.HistoryTokens == 0 {
 		opts.HistoryTokens = DefaultHistoryTokens
 	}
-	m := &Manager{opts: opts, log: opts.Logger, jobs: map[string]*job{}}
+	m := &Manager{opts: opts, log: opts.Logger, jobs: map[string]*job{}, hubs: map[string]*hub{}}
 	if m.log == nil {
 		m.log = slog.Default()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"askgate/internal/chat"
@@ -20,6 +21,10 @@ type Event struct {
 	Done  bool
 	// Message is the answer as saved, in the terminal event only.
 	Message *chat.Message
+
+	// rendered is what a subscriber's consumer made of the event, for
+	// the others (see Rendered).
+	rendered atomic.Pointer[rendering]
 }
 
 // MessageNodeID is the answer's global id.
@@ -33,8 +38,11 @@ const waitForLog = 250 * time.Millisecond
 // replay, then the live tail, then the terminal event with the saved
 // answer, after which the channel is closed. An answer that has already
 // ended, and whose log is gone, yields its terminal event at once. The
-// channel is also closed when ctx ends; the goroutine behind it ends with
-// ctx. Another user's answer, like a missing one, gives ErrNotFound.
+// channel is also closed when ctx ends, and everything behind it released.
+// Another user's answer, like a missing one, gives ErrNotFound.
+//
+// The subscribers of a streaming answer share one reader of its log (see
+// hub.go); a subscriber that lags gets the deltas it missed merged.
 func (m *Manager) Watch(ctx context.Context, owner, id string, after int) (<-chan *Event, error) {
 	if after < 0 {
 		return nil, chat.Errorf(chat.CodeBadUserInput, "after must not be negative")
@@ -43,62 +51,113 @@ func (m *Manager) Watch(ctx context.Context, owner, id string, after int) (<-cha
 	if err != nil {
 		return nil, err
 	}
+	finished := a.Status != chat.StatusStreaming
+	if !finished {
+		out, ok, err := m.joinHub(ctx, owner, id, after)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return claimRelay(ctx, out), nil
+		}
+	}
 	r, err := m.opts.Log.Read(ctx, id, after)
 	if err != nil && !errors.Is(err, chat.ErrLogNotFound) {
 		return nil, err
 	}
+	// Keep the answer only while it is needed: it holds on to the block
+	// of messages the store read it with.
+	var pending *chat.Message
+	if r == nil {
+		pending = a
+	}
+	a = nil
 	out := make(chan *Event, 1)
 	go func() {
 		defer close(out)
 		if r == nil {
-			if r = m.awaitLog(ctx, owner, a, after, out, true); r == nil {
+			if r = m.awaitLog(ctx, owner, pending, after, out, true); r == nil {
 				return
 			}
 		}
-		defer r.Close()
-		finished := a.Status != chat.StatusStreaming && after == 0
-		last := after
-		for {
-			ev, err := r.Next(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				if !errors.Is(err, io.EOF) {
-					m.log.WarnContext(ctx, "reading an answer's token log failed", "answer_id", id, "error", err.Error())
-				}
-				// The log ended without a terminal event for this reader
-				// (it was past the end, or the log was dropped): the
-				// store has the answer's state.
-				if a, err = m.answer(ctx, owner, id); err == nil {
-					m.awaitFinal(ctx, owner, a, last, out)
-				}
-				return
-			}
-			last = ev.Seq
-			if finished && !ev.Done {
-				// The answer had ended when the subscription began: its
-				// final event, which holds the whole text, comes at once.
-				continue
-			}
-			e := &Event{AnswerID: id, Seq: ev.Seq, Delta: ev.Delta, Done: ev.Done}
-			if ev.Done {
-				if e.Message, err = m.answer(ctx, owner, id); err != nil {
-					return
-				}
-			}
-			select {
-			case out <- e:
-			case <-ctx.Done():
-				return
-			}
-			if ev.Done {
-				return
-			}
-		}
+		pending = nil
+		m.read(ctx, owner, id, after, finished && after == 0, r, out)
 	}()
-	return out, nil
+	return claimRelay(ctx, out), nil
 }
+
+// follow sends the events of owner's answer id after seq after, as Watch
+// does for an answer that was streaming, until the terminal event or the
+// end of ctx. It does not close out.
+func (m *Manager) follow(ctx context.Context, owner, id string, after int, out chan<- *Event) {
+	r, err := m.opts.Log.Read(ctx, id, after)
+	if err != nil {
+		if !errors.Is(err, chat.ErrLogNotFound) {
+			if ctx.Err() == nil {
+				m.log.WarnContext(ctx, "reading an answer's token log failed", "answer_id", id, "error", err.Error())
+			}
+			return
+		}
+		a, err := m.answer(ctx, owner, id)
+		if err != nil {
+			return
+		}
+		if r = m.awaitLog(ctx, owner, a, after, out, true); r == nil {
+			return
+		}
+	}
+	m.read(ctx, owner, id, after, false, r, out)
+}
+
+// read sends the events r reads, then closes r. With onlyFinal (the answer
+// had ended when the subscription began), the deltas are skipped: the
+// final event holds the whole text.
+func (m *Manager) read(ctx context.Context, owner, id string, after int, onlyFinal bool, r chat.TokenReader, out chan<- *Event) {
+	defer r.Close()
+	last := after
+	for {
+		ev, err := r.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !errors.Is(err, io.EOF) {
+				m.log.WarnContext(ctx, "reading an answer's token log failed", "answer_id", id, "error", err.Error())
+			}
+			// The log ended without a terminal event for this reader
+			// (it was past the end, or the log was dropped): the
+			// store has the answer's state.
+			if a, err := m.answer(ctx, owner, id); err == nil {
+				m.awaitFinal(ctx, owner, a, last, out)
+			}
+			return
+		}
+		last = ev.Seq
+		if onlyFinal && !ev.Done {
+			continue
+		}
+		e := &Event{AnswerID: id, Seq: ev.Seq, Delta: ev.Delta, Done: ev.Done}
+		if ev.Done {
+			if e.Message, err = m.answer(ctx, owner, id); err != nil {
+				return
+			}
+		}
+		select {
+		case out <- e:
+		case <-ctx.Done():
+			return
+		}
+		if ev.Done {
+			return
+		}
+	}
+}
+
+// errorsIsNotFound reports whether err is the log's ErrLogNotFound.
+func errorsIsNotFound(err error) bool { return errors.Is(err, chat.ErrLogNotFound) }
+
+// errorsIsEOF reports whether err is io.EOF.
+func errorsIsEOF(err error) bool { return errors.Is(err, io.EOF) }
 
 // awaitFinal waits, reading the store, for an answer whose log can no
 // longer tell its end, and sends its terminal event.

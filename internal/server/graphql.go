@@ -85,9 +85,13 @@ func (s *Server) newAPQ() *protect.APQ {
 }
 
 // aroundOperation gives each operation its own dataloaders, scoped to the
-// viewer, and names the operation in the request's log line.
+// viewer, and names the operation in the request's log line. A
+// subscription's events are rendered once for all the subscribers that
+// render them alike, each with dataloaders of its own (see
+// aroundSubscription).
 func (s *Server) aroundOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
-	if oc := graphql.GetOperationContext(ctx); oc != nil {
+	oc := graphql.GetOperationContext(ctx)
+	if oc != nil {
 		if rl := requestLogFrom(ctx); rl != nil {
 			rl.mu.Lock()
 			rl.operation = oc.OperationName
@@ -101,6 +105,9 @@ func (s *Server) aroundOperation(ctx context.Context, next graphql.OperationHand
 	var viewerID string
 	if v, ok := auth.ViewerFrom(ctx); ok {
 		viewerID = v.ID
+	}
+	if isSubscription(oc) {
+		return s.aroundSubscription(ctx, oc, viewerID, next)
 	}
 	return next(loaders.With(ctx, loaders.New(s.loaderConfig(), viewerID)))
 }

@@ -1,17 +1,25 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.opentelemetry.io/otel/trace"
 
+	"askgate/internal/answers"
 	"askgate/internal/auth"
 	"askgate/internal/server/subscriptions"
+	"askgate/loaders"
 )
 
 // SubscriptionOptions configure the WebSocket and server-sent events
@@ -45,10 +53,23 @@ func (s *Server) liveTransports() []graphql.Transport {
 		MaxSubscriptions: o.MaxSubscriptions,
 		AllowedOrigins:   o.AllowedOrigins,
 		RequestTimeout:   s.requestTimeout(),
+		ConnContext:      socketContext,
 		Logger:           s.log,
 	}
 	s.sse = &subscriptions.SSE{Ops: ops, PingInterval: o.PingInterval, RequestTimeout: s.requestTimeout(), Logger: s.log}
 	return []graphql.Transport{s.ws, s.sse}
+}
+
+// socketContext is the context a WebSocket keeps from its upgrade
+// request: the trace, for the log lines of its operations, and nothing
+// else (the viewer comes with connection_init). The request's log line
+// has been written by then.
+func socketContext(r *http.Request) context.Context {
+	ctx := context.Background()
+	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+	}
+	return ctx
 }
 
 // requestTimeout bounds a query or mutation.
@@ -113,4 +134,108 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return errors.Join(s.ws.Shutdown(ctx), s.sse.Shutdown(ctx))
+}
+
+// isSubscription reports whether oc is a subscription's.
+func isSubscription(oc *graphql.OperationContext) bool {
+	return oc != nil && oc.Operation != nil && oc.Operation.Operation == ast.Subscription
+}
+
+// aroundSubscription runs a subscription (next) so that each answer event
+// is rendered once for all the subscribers whose operations render it
+// alike: the same document, operation, variables and viewer. The first of
+// them to take an event has gqlgen execute its selection on it, with
+// dataloaders of its own; the others reuse the result. Without an answer
+// subscription in it (or when its resolver fails), the operation runs as
+// it is, each response with dataloaders of its own.
+//
+// The subscription's resolver gets no dataloaders: answer needs none.
+func (s *Server) aroundSubscription(ctx context.Context, oc *graphql.OperationContext, viewerID string, next graphql.OperationHandler) graphql.ResponseHandler {
+	ctx, relay := answers.WithRelay(ctx)
+	inner := next(ctx)
+	withLoaders := func(ctx context.Context) context.Context {
+		return loaders.With(ctx, loaders.New(s.loaderConfig(), viewerID))
+	}
+	src := relay.Source()
+	if src == nil {
+		return func(ctx context.Context) *graphql.Response { return inner(withLoaders(ctx)) }
+	}
+	key := renderingKey(oc, viewerID)
+	render := func(ctx context.Context, e *answers.Event, ok bool) *graphql.Response {
+		if !ok {
+			relay.Close()
+			return inner(ctx) // the end, for gqlgen too
+		}
+		if data := e.Rendered(key); data != nil {
+			return &graphql.Response{Data: data}
+		}
+		relay.Feed(e)
+		resp := inner(withLoaders(ctx))
+		if resp != nil && len(resp.Errors) == 0 && len(resp.Extensions) == 0 && key != "" {
+			// gqlgen reuses resp.Data's buffer for the next event.
+			e.SetRendered(key, bytes.Clone(resp.Data))
+		}
+		return resp
+	}
+	// The time of the last event, and the gap before it.
+	var lastAt time.Time
+	gap := time.Duration(math.MaxInt64)
+	took := func() {
+		now := time.Now()
+		if !lastAt.IsZero() {
+			gap = now.Sub(lastAt)
+		}
+		lastAt = now
+	}
+	return func(ctx context.Context) *graphql.Response {
+		for {
+			select {
+			case e, ok := <-src:
+				took()
+				return render(ctx, e, ok)
+			default:
+			}
+			// Nothing yet: unless events come thick and fast, a transport
+			// that can resume the operation gets its goroutine back until
+			// the next event.
+			if wake := subscriptions.WakeFunc(ctx); wake != nil && gap >= streamingGap && relay.Arm(wake) {
+				if !relay.Ready() {
+					return subscriptions.Parked
+				}
+				continue
+			}
+			select {
+			case e, ok := <-src:
+				took()
+				return render(ctx, e, ok)
+			case <-ctx.Done():
+				return inner(ctx)
+			}
+		}
+	}
+}
+
+// streamingGap is the longest gap between two events of a subscription
+// after which it keeps its goroutine waiting for the next: parking and
+// resuming costs a goroutine's start (and stack growth) per event, which
+// matters only when events come faster than this.
+const streamingGap = 10 * time.Millisecond
+
+// renderingKey returns what identifies the rendering of a subscription's
+// events: its document, operation, variables and viewer; "" when the
+// variables cannot be encoded.
+func renderingKey(oc *graphql.OperationContext, viewerID string) string {
+	vars, err := json.Marshal(oc.Variables)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	b.Grow(len(oc.RawQuery) + len(oc.OperationName) + len(vars) + len(viewerID) + 3)
+	for i, part := range []string{oc.RawQuery, oc.OperationName, string(vars), viewerID} {
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }

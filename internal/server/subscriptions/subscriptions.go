@@ -30,6 +30,7 @@ package subscriptions
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"time"
@@ -112,6 +113,30 @@ func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, para
 	return oc, nil
 }
 
+// Parked is what a subscription's response handler returns, instead of
+// waiting for its next event, to release the transport's goroutine while
+// the subscription is idle: the handler has arranged for the function
+// WakeFunc returned to be called once when the next call would not wait
+// (an event has come, the stream has ended or the context is done); the
+// transport then calls it again, on a goroutine of its own. Return it only
+// when WakeFunc returned a function.
+var Parked = &graphql.Response{}
+
+// WakeFunc returns the function that resumes a subscription parked on
+// ctx, the context of a call of its response handler, or nil when the
+// transport does not park operations: the handler must then wait.
+func WakeFunc(ctx context.Context) func() {
+	if w, _ := ctx.Value(wakerKey{}).(*waker); w != nil {
+		return w.resume
+	}
+	return nil
+}
+
+type wakerKey struct{}
+
+// waker resumes a parked operation.
+type waker struct{ resume func() }
+
 // costStatsKey keeps an operation's cost in its stats, for dispatch.
 const costStatsKey = "askgate.cost"
 
@@ -132,6 +157,9 @@ func dispatch(ctx context.Context, exec graphql.GraphExecutor, oc *graphql.Opera
 	first := true
 	return func(ctx context.Context) *graphql.Response {
 		resp := responses(ctx)
+		if resp == Parked {
+			return resp
+		}
 		if resp == nil {
 			cancel()
 			return nil
@@ -142,6 +170,30 @@ func dispatch(ctx context.Context, exec graphql.GraphExecutor, oc *graphql.Opera
 		first = false
 		return resp
 	}, ctx
+}
+
+// encodeResult encodes the message of type typ (next or data) that
+// carries resp for operation id. A response of data alone, as most events
+// of a subscription are, is copied as it is rather than passed through
+// encoding/json, which would check and compact data that gqlgen has
+// already encoded.
+func encodeResult(typ, id string, resp *graphql.Response) ([]byte, error) {
+	if len(resp.Errors) > 0 || len(resp.Extensions) > 0 || resp.Label != "" || resp.Path != nil || resp.HasNext != nil || len(resp.Data) == 0 {
+		b, err := json.Marshal(resp)
+		if err != nil {
+			return nil, err
+		}
+		return encodeMessage(typ, id, b), nil
+	}
+	const head, tail = `,"payload":{"data":`, `}}`
+	b := make([]byte, 0, len(`{"type":"","id":`)+len(typ)+len(id)+2+len(head)+len(resp.Data)+len(tail))
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, head...)
+	b = append(b, resp.Data...)
+	return append(b, tail...), nil
 }
 
 // withCost reports cost in resp's extensions.

@@ -69,11 +69,13 @@ const (
 // Sec-WebSocket-Protocol (graphql-transport-ws when it offers both), on
 // gorilla/websocket.
 //
-// Each connection has a reader goroutine, a writer goroutine that runs
-// only while there is something to write, and one goroutine per active
-// operation; nothing outlives the connection. An idle connection holding
-// one subscription costs the server about 15 KiB (see
-// BenchmarkIdleWebSocketMemory).
+// Each connection has a reader goroutine, a writer that runs only while
+// there is something to write (the goroutine of the operation whose result
+// it is, or one of its own), and one goroutine per active operation, which
+// a subscription waiting for its next event may release (see Parked);
+// nothing outlives the connection. An idle connection holding one answer
+// subscription costs the server about 16 KiB (see
+// BenchmarkIdleWebSocketMemory in internal/server).
 //
 // Outgoing messages go through a small bounded queue that the one writer
 // drains, so a slow client cannot hold the producers (resolvers) or the
@@ -128,6 +130,13 @@ type WebSocket struct {
 	// RequestTimeout bounds a query or mutation, as over HTTP; zero means
 	// none. Subscriptions are exempt.
 	RequestTimeout time.Duration
+	// ConnContext returns the context of a connection, the parent of
+	// Authenticate's and of its operations', from the upgrade request. A
+	// connection keeps it for its life: returning only the values
+	// operations need, rather than all of the request's, saves memory on
+	// every connection. Nil keeps the request context's values (not its
+	// cancellation or deadline).
+	ConnContext func(r *http.Request) context.Context
 	// Logger receives what the transport has to say; nil is
 	// slog.Default().
 	Logger *slog.Logger

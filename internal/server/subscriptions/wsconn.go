@@ -15,16 +15,19 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
 // wsConn is one WebSocket connection. Its reader goroutine (serve) reads
 // the client's messages and has each handled, in order, by a short-lived
-// goroutine (handle); a writer goroutine (writeLoop) runs while the
-// outgoing queue has messages; each operation is readied by a goroutine
-// of its own (run), then streamed by another (stream). Timers send pings
-// and enforce the init timeout and the credentials' expiry without
-// goroutines of their own.
+// goroutine (handle); a writer (writeLoop) runs while the outgoing queue
+// has messages, on the goroutine of the operation that queued the first of
+// them (sendWrite) or on one of its own (send); each operation is readied
+// by a goroutine of its own (run), then streamed by another (stream),
+// which a subscription may release while it waits (see Parked). Timers
+// send pings and enforce the init timeout and the credentials' expiry
+// without goroutines of their own.
 type wsConn struct {
 	t      *WebSocket
 	ws     *websocket.Conn
@@ -88,7 +91,12 @@ func newWSConn(t *WebSocket, ws *websocket.Conn, r *http.Request, exec graphql.G
 	// The connection outlives the upgrade request: keep the request
 	// context's values, not its cancellation or deadline. Operations have
 	// contexts of their own, cancelled one by one.
-	ctx := context.WithoutCancel(r.Context())
+	var ctx context.Context
+	if t.ConnContext != nil {
+		ctx = t.ConnContext(r)
+	} else {
+		ctx = context.WithoutCancel(r.Context())
+	}
 	c := &wsConn{
 		t:         t,
 		ws:        ws,
@@ -300,8 +308,18 @@ func closeReason(s string) string {
 
 // send queues a message. When the queue stays full for WriteTimeout the
 // client is not keeping up: the connection closes with 1013, its queued
-// messages dropped. It reports whether the message was queued.
-func (c *wsConn) send(it wsItem) bool {
+// messages dropped. It reports whether the message was queued. A writer
+// goroutine writes it, unless one is running already.
+func (c *wsConn) send(it wsItem) bool { return c.queue(it, false) }
+
+// sendWrite is send for an operation's results: when no writer is
+// running, the caller writes the queue itself, rather than start a
+// goroutine (whose stack would grow to write) for each message. It waits
+// for the write, which WriteTimeout bounds, as send waits for room in the
+// queue.
+func (c *wsConn) sendWrite(it wsItem) bool { return c.queue(it, true) }
+
+func (c *wsConn) queue(it wsItem, inline bool) bool {
 	if c.isClosing() {
 		return false
 	}
@@ -331,7 +349,10 @@ func (c *wsConn) send(it wsItem) bool {
 		c.wg.Add(1)
 	}
 	c.mu.Unlock()
-	if start {
+	switch {
+	case start && inline:
+		c.writeLoop()
+	case start:
 		go c.writeLoop()
 	}
 	return true
@@ -631,7 +652,15 @@ func (c *wsConn) run(ctx context.Context, op *wsOperation, params *graphql.RawPa
 		}
 		return
 	}
+	var w *waker
+	if oc.Operation != nil && oc.Operation.Operation == ast.Subscription {
+		w = &waker{}
+		ctx = context.WithValue(ctx, wakerKey{}, w)
+	}
 	responses, ctx := dispatch(ctx, c.exec, oc, c.t.RequestTimeout)
+	if w != nil {
+		w.resume = func() { go c.stream(ctx, op, oc, responses) }
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -643,13 +672,22 @@ func (c *wsConn) run(ctx context.Context, op *wsOperation, params *graphql.RawPa
 	go c.stream(ctx, op, oc, responses)
 }
 
-// stream sends an operation's results as they come, then complete.
+// stream sends an operation's results as they come, then complete. When
+// the operation parks (see Parked), stream returns and the operation's
+// wake function starts it again.
 func (c *wsConn) stream(ctx context.Context, op *wsOperation, oc *graphql.OperationContext, responses graphql.ResponseHandler) {
-	defer c.wg.Done()
-	defer c.opEnded()
-	defer op.cancel()
+	parked := false
+	defer func() {
+		if parked {
+			return
+		}
+		op.cancel()
+		c.opEnded()
+		c.wg.Done()
+	}()
 	defer func() {
 		if p := recover(); p != nil {
+			parked = false
 			c.recovered(ctx, op, oc, p)
 		}
 	}()
@@ -659,10 +697,14 @@ func (c *wsConn) stream(ctx context.Context, op *wsOperation, oc *graphql.Operat
 	}
 	for {
 		resp := responses(ctx)
+		if resp == Parked {
+			parked = true
+			return
+		}
 		if resp == nil {
 			break
 		}
-		b, err := json.Marshal(resp)
+		msg, err := encodeResult(typ, op.id, resp)
 		if err != nil {
 			c.t.log().LogAttrs(ctx, slog.LevelError, "websocket result not encodable", slog.String("error", err.Error()))
 			if c.release(op) {
@@ -670,7 +712,7 @@ func (c *wsConn) stream(ctx context.Context, op *wsOperation, oc *graphql.Operat
 			}
 			return
 		}
-		if !c.send(wsItem{data: encodeMessage(typ, op.id, b), op: op}) {
+		if !c.sendWrite(wsItem{data: msg, op: op}) {
 			return
 		}
 	}

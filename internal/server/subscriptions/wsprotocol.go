@@ -287,11 +287,28 @@ func encodeMessage(typ, id string, payload []byte) []byte {
 
 // appendJSONString appends s as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
+	if plainJSONString(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	enc, err := json.Marshal(s)
 	if err != nil { // not for a string
 		return append(b, `""`...)
 	}
 	return append(b, enc...)
+}
+
+// plainJSONString reports whether s is written in JSON as it is, between
+// quotes, as operation ids usually are.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // connectionError encodes a legacy connection_error message.
