@@ -52,9 +52,11 @@ type wireMessage struct {
 func decodeMessage(data []byte) (wireMessage, error) {
 	var m wireMessage
 	if !isObject(data) {
+		//lint:ignore ST1005 the message is the close reason clients see, worded as the protocol's reference server words it
 		return m, errors.New("Invalid message: not a JSON object")
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
+		//lint:ignore ST1005 the message is the close reason clients see
 		return m, errors.New("Invalid message: malformed JSON or a type that is not a string")
 	}
 	return m, nil

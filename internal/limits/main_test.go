@@ -1,0 +1,215 @@
+package limits
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// redisTestAddr is the Redis the tests use; `make test` starts it.
+const redisTestAddr = "127.0.0.1:6379"
+
+// redisTestClient returns a client of the test Redis, closed when the test
+// ends. The test fails when Redis is not reachable.
+func redisTestClient(t testing.TB) *redis.Client {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: redisTestAddr})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		t.Fatalf("Redis on %s is not reachable (scripts/services.sh starts it): %v", redisTestAddr, err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
+}
+
+// redisTestPrefix returns a key prefix of the test's own,
+// "askgate:test:limits:<random>:", and deletes every key under it when the
+// test ends (only those: never FLUSHDB).
+func redisTestPrefix(t testing.TB, client *redis.Client) string {
+	t.Helper()
+	prefix := "askgate:test:limits:" + rand.Text() + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		keys, err := redisKeys(ctx, client, prefix)
+		if err == nil && len(keys) > 0 {
+			err = client.Unlink(ctx, keys...).Err()
+		}
+		if err != nil {
+			t.Errorf("deleting the test's keys under %q: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+// redisKeys returns the keys under prefix.
+func redisKeys(ctx context.Context, client *redis.Client, prefix string) ([]string, error) {
+	var keys []string
+	iter := client.Scan(ctx, 0, prefix+"*", 200).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	return keys, iter.Err()
+}
+
+// testClock is the time of a conformance test: a fake clock for the
+// in-process limits, real time for Redis.
+type testClock interface {
+	Now() time.Time
+	Advance(d time.Duration)
+}
+
+// fakeClock is a testClock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// newFakeClock returns a fakeClock at noon UTC of an arbitrary day.
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)}
+}
+
+// Now returns the clock's time.
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock d forward.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// realClock is a testClock of real time.
+type realClock struct{}
+
+// Now returns time.Now().
+func (realClock) Now() time.Time { return time.Now() }
+
+// Advance sleeps d.
+func (realClock) Advance(d time.Duration) { time.Sleep(d) }
+
+// switchProxy forwards TCP connections to a backend while up; while down,
+// it closes every connection it has and every new one at once (as a Redis
+// that has gone away).
+type switchProxy struct {
+	l       net.Listener
+	backend string
+
+	mu    sync.Mutex
+	down  bool
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+// startSwitchProxy starts a proxy to backend, up, closed when the test
+// ends.
+func startSwitchProxy(t *testing.T, backend string) *switchProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &switchProxy{l: l, backend: backend}
+	p.wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			down := p.down
+			p.mu.Unlock()
+			if down {
+				c.Close()
+				continue
+			}
+			b, err := net.Dial("tcp", backend)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, b)
+			p.mu.Unlock()
+			p.wg.Go(func() { io.Copy(b, c); b.Close() })
+			p.wg.Go(func() { io.Copy(c, b); c.Close() })
+		}
+	})
+	t.Cleanup(func() {
+		p.l.Close()
+		p.setDown(true)
+		p.wg.Wait()
+	})
+	return p
+}
+
+// addr returns the proxy's address.
+func (p *switchProxy) addr() string { return p.l.Addr().String() }
+
+// setDown cuts every connection and refuses new ones when down, and
+// forwards new connections again when not.
+func (p *switchProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+// logBuffer is a concurrency-safe buffer for a test's slog output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// count returns the number of lines that contain s.
+func (b *logBuffer) count(s string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.buf.String(), s)
+}
+
+// String returns what was written.
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newTestLogger returns a logger writing text lines to a buffer.
+func newTestLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, nil)), b
+}
