@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"askgate/internal/answers"
@@ -63,6 +65,9 @@ type envOptions struct {
 	trusted    *protect.Trusted
 	live       server.SubscriptionOptions
 	llm        llm.Options
+	// redisTokens keeps the answers' token logs in Redis (with a key
+	// prefix of the test's own), as several instances do.
+	redisTokens bool
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
@@ -102,7 +107,13 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := stream.NewMemory(stream.MemoryOptions{})
+	var tokens interface {
+		chat.TokenLog
+		Close() error
+	} = stream.NewMemory(stream.MemoryOptions{})
+	if opts.redisTokens {
+		tokens = stream.NewRedis(testRedis(t), stream.RedisOptions{Prefix: "askgate:test:" + rand.Text() + ":stream:"})
+	}
 	mgr := answers.New(answers.Options{Store: cs, LLM: llmClient, Log: tokens, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	t.Cleanup(func() {
 		backend.Unhold()
@@ -360,4 +371,16 @@ func (e *env) rawRequest(method, target, body, accept string) *response {
 		e.t.Fatalf("response %d %q is not JSON: %v", res.StatusCode, raw, err)
 	}
 	return r
+}
+
+// testRedis returns a client of the test Redis, closed after the test; the
+// keys a test writes carry a prefix of its own and expire.
+func testRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("Redis: %v (make test starts it)", err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
 }

@@ -59,7 +59,13 @@ import (
 // token log holds at most 4 MiB, about 140 000 of these tokens: keep b.N
 // below that.
 func BenchmarkTokenLatency(b *testing.B) {
-	e, llmSrv := newStreamEnv(b)
+	b.Run("memory", func(b *testing.B) { benchTokenLatency(b, false) })
+	// With the token log in Redis, as several instances run.
+	b.Run("redis", func(b *testing.B) { benchTokenLatency(b, true) })
+}
+
+func benchTokenLatency(b *testing.B, redisTokens bool) {
+	e, llmSrv := newStreamEnv(b, redisTokens)
 	conv := e.startConversation("alice")
 	id := e.ask("alice", conv, "what time is it?").Ask.Answer.ID
 	gen := llmSrv.next(b) // the answer's generation reads this stream
@@ -153,17 +159,19 @@ func BenchmarkFanOut100(b *testing.B) {
 		{"paced-1ms", time.Millisecond},
 		{"paced-500µs", 500 * time.Microsecond},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchFanOut(b, 100, bc.every) })
+		b.Run(bc.name, func(b *testing.B) { benchFanOut(b, 100, bc.every, false) })
 	}
+	// With the token log in Redis, as several instances run.
+	b.Run("paced-500µs-redis", func(b *testing.B) { benchFanOut(b, 100, 500*time.Microsecond, true) })
 }
 
-func benchFanOut(b *testing.B, subscribers int, every time.Duration) {
+func benchFanOut(b *testing.B, subscribers int, every time.Duration, redisTokens bool) {
 	clients := startClientProcess(b, clientFanOut, subscribers)
 	addr, ok := strings.CutPrefix(clients.line(b), "backend ")
 	if !ok {
 		b.Fatal("the client process did not start a language model server")
 	}
-	e := newEnv(b, envOptions{llm: llm.Options{HTTPClient: dialingClient(b, addr)}})
+	e := newEnv(b, envOptions{llm: llm.Options{HTTPClient: dialingClient(b, addr)}, redisTokens: redisTokens})
 	// Cleanups run last first: the client process, and the language model
 	// server in it, end before newEnv's cleanup waits for the answer.
 	b.Cleanup(func() { clients.stop(b) })
@@ -354,10 +362,10 @@ func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsec
 
 // newStreamEnv returns a gateway whose language model is a benchBackend,
 // and the backend.
-func newStreamEnv(b *testing.B) (*env, *benchBackend) {
+func newStreamEnv(b *testing.B, redisTokens bool) (*env, *benchBackend) {
 	b.Helper()
 	llmSrv := newBenchBackend(b)
-	e := newEnv(b, envOptions{llm: llm.Options{HTTPClient: dialingClient(b, llmSrv.srv.Listener.Addr().String())}})
+	e := newEnv(b, envOptions{llm: llm.Options{HTTPClient: dialingClient(b, llmSrv.srv.Listener.Addr().String())}, redisTokens: redisTokens})
 	// Cleanups run last first: the backend's streams end before newEnv's
 	// cleanup waits for the answers that read them.
 	b.Cleanup(llmSrv.stop)
