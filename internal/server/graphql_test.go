@@ -47,6 +47,8 @@ func TestAnotherUsersObjectsAreNotFound(t *testing.T) {
 		{"node user", `query($id: ID!) { node(id: $id) { id ... on User { name email } } }`, map[string]any{"id": userID}},
 		{"rename", `mutation($id: ID!) { renameConversation(input: {id: $id, title: "pwned"}) { id } }`, map[string]any{"id": convID}},
 		{"delete", `mutation($id: ID!) { deleteConversation(id: $id) }`, map[string]any{"id": convID}},
+		{"ask", `mutation($id: ID!) { ask(input: {conversationId: $id, question: "pwned"}) { answer { id } } }`, map[string]any{"id": convID}},
+		{"cancelAnswer", `mutation($id: ID!) { cancelAnswer(messageId: $id) { id status } }`, map[string]any{"id": msgID}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
