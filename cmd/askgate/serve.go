@@ -156,6 +156,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Cluster:       coord,
 		LeaseTTL:      cfg.LeaseTTL,
 	})
+	// On every way out (an error below, or after the graceful shutdown,
+	// when it returns at once) the Manager's loops stop before the log,
+	// Redis and the store they use are closed.
+	defer gen.Shutdown(context.Background())
 	if _, err := gen.Recover(ctx); err != nil {
 		return err
 	}

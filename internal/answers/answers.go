@@ -89,6 +89,9 @@ type Manager struct {
 	// so that a generation outlives the request that started it.
 	base context.Context
 	stop context.CancelCauseFunc
+	// loops is the context of the background loops (see cluster.go).
+	loops     context.Context
+	stopLoops context.CancelFunc
 
 	mu      sync.Mutex
 	jobs    map[string]*job // by answer id
@@ -130,6 +133,9 @@ func New(opts Options) *Manager {
 		m.opts.LeaseTTL = DefaultLeaseTTL
 	}
 	m.base, m.stop = context.WithCancelCause(context.Background())
+	// The loops outlive the jobs' context: leases are renewed until the
+	// last interrupted answer is saved (see Shutdown).
+	m.loops, m.stopLoops = context.WithCancel(context.Background())
 	m.startLoops()
 	return m
 }
@@ -530,11 +536,13 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		m.stop(errShutdown)
+		m.stopLoops()
 		m.bg.Wait()
 		return nil
 	case <-ctx.Done():
 		m.stop(errShutdown)
 		<-done
+		m.stopLoops()
 		m.bg.Wait()
 		return ctx.Err()
 	}

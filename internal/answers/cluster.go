@@ -23,7 +23,7 @@ import (
 const sweepBatch = 100
 
 // startLoops starts the background loops: lease renewal, cancel requests
-// and, with a shared cluster, the sweeper. They end with m.base.
+// and, with a shared cluster, the sweeper. They end with m.loops.
 func (m *Manager) startLoops() {
 	m.bg.Add(2)
 	go m.heartbeat()
@@ -59,7 +59,7 @@ func (m *Manager) heartbeat() {
 	defer t.Stop()
 	for {
 		select {
-		case <-m.base.Done():
+		case <-m.loops.Done():
 			return
 		case <-t.C:
 		}
@@ -70,7 +70,7 @@ func (m *Manager) heartbeat() {
 		}
 		m.mu.Unlock()
 		if len(ids) > 0 {
-			m.renew(m.base, ids...)
+			m.renew(m.loops, ids...)
 		}
 	}
 }
@@ -79,13 +79,13 @@ func (m *Manager) heartbeat() {
 // to cancel.
 func (m *Manager) listenForCancels() {
 	defer m.bg.Done()
-	for m.base.Err() == nil {
-		ch, err := m.opts.Cluster.Cancels(m.base)
+	for m.loops.Err() == nil {
+		ch, err := m.opts.Cluster.Cancels(m.loops)
 		if err != nil {
-			m.log.LogAttrs(m.base, slog.LevelWarn, "not listening for cancel requests; retrying", slog.String("error", err.Error()))
+			m.log.LogAttrs(m.loops, slog.LevelWarn, "not listening for cancel requests; retrying", slog.String("error", err.Error()))
 			select {
 			case <-time.After(m.opts.LeaseTTL):
-			case <-m.base.Done():
+			case <-m.loops.Done():
 			}
 			continue
 		}
@@ -107,12 +107,12 @@ func (m *Manager) sweeper() {
 	for {
 		wait := m.opts.LeaseTTL + rand.N(m.opts.LeaseTTL/4+1)
 		select {
-		case <-m.base.Done():
+		case <-m.loops.Done():
 			return
 		case <-time.After(wait):
 		}
-		if _, err := m.sweep(m.base); err != nil && m.base.Err() == nil {
-			m.log.LogAttrs(m.base, slog.LevelWarn, "looking for interrupted answers failed", slog.String("error", err.Error()))
+		if _, err := m.sweep(m.loops); err != nil && m.loops.Err() == nil {
+			m.log.LogAttrs(m.loops, slog.LevelWarn, "looking for interrupted answers failed", slog.String("error", err.Error()))
 		}
 	}
 }
@@ -185,6 +185,14 @@ func (m *Manager) takeOver(ctx context.Context, owner, id string, status chat.St
 	if a.Status != chat.StatusStreaming {
 		return false, nil
 	}
+	// Finish the log first: it refuses appends from then on, so a writer
+	// that is in fact still alive cannot add tokens that subscribers
+	// would see but the saved answer would lack. Subscribers that get the
+	// terminal event before the save below wait for it (see finalAnswer).
+	if _, err := m.opts.Log.Finish(ctx, id); err != nil && !errors.Is(err, chat.ErrLogClosed) {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "the token log of a taken-over answer could not be finished",
+			slog.String("answer_id", id), slog.String("error", err.Error()))
+	}
 	if text := m.logText(ctx, id); len(text) > len(a.Content) && strings.HasPrefix(text, a.Content) {
 		a.Content = text
 	}
@@ -194,17 +202,14 @@ func (m *Manager) takeOver(ctx context.Context, owner, id string, status chat.St
 	if err != nil || !ok {
 		return false, err
 	}
-	if _, err := m.opts.Log.Finish(ctx, id); err != nil && !errors.Is(err, chat.ErrLogClosed) {
-		m.log.LogAttrs(ctx, slog.LevelWarn, "the token log of a taken-over answer could not be finished",
-			slog.String("answer_id", id), slog.String("error", err.Error()))
-	}
 	return true, nil
 }
 
-// logText returns the text an answer's log holds now. Its writer is gone,
-// so the log grows no more: reading stops once nothing new comes for a
-// moment.
+// logText returns the whole text of an answer's finished log (or what it
+// holds, if it cannot be read to its end within a few seconds).
 func (m *Manager) logText(ctx context.Context, id string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	r, err := m.opts.Log.Read(ctx, id, 0)
 	if err != nil {
 		return ""
@@ -212,13 +217,29 @@ func (m *Manager) logText(ctx context.Context, id string) string {
 	defer r.Close()
 	var b strings.Builder
 	for {
-		nctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		ev, err := r.Next(nctx)
-		cancel()
+		ev, err := r.Next(ctx)
 		if err != nil || ev.Done {
 			return b.String()
 		}
 		b.WriteString(ev.Delta)
+	}
+}
+
+// finalAnswer returns owner's answer id once the store has its end: the
+// terminal event of a log can come just before the save (see takeOver).
+// After DefaultSaveTimeout it returns the answer as it stands.
+func (m *Manager) finalAnswer(ctx context.Context, owner, id string) (*chat.Message, error) {
+	deadline := time.Now().Add(DefaultSaveTimeout)
+	for {
+		a, err := m.answer(ctx, owner, id)
+		if err != nil || a.Status != chat.StatusStreaming || time.Now().After(deadline) {
+			return a, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
 	}
 }
 

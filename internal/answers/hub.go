@@ -148,8 +148,8 @@ func (m *Manager) joinHub(ctx context.Context, owner, id string, after int) (<-c
 			m.hubs[id] = h
 			s.h, s.pos = h, after
 			h.subs = []*sub{s}
-			m.hubMu.Unlock()
 			s.stopWatch = context.AfterFunc(ctx, s.stop)
+			m.hubMu.Unlock()
 			go h.run(hctx, r)
 			return s.relay.claim(s.out, true), true, nil
 		}
@@ -161,7 +161,10 @@ func (m *Manager) joinHub(ctx context.Context, owner, id string, after int) (<-c
 	if !h.join(s, after) {
 		return nil, false, nil
 	}
-	s.stopWatch = context.AfterFunc(ctx, s.stop)
+	stop := context.AfterFunc(ctx, s.stop)
+	s.mu.Lock() // the hub may already be delivering to s
+	s.stopWatch = stop
+	s.mu.Unlock()
 	return s.relay.claim(s.out, true), true, nil
 }
 
@@ -213,7 +216,7 @@ func (h *hub) run(ctx context.Context, r chat.TokenReader) {
 		}
 		e := &Event{AnswerID: h.id, Seq: ev.Seq, Delta: ev.Delta, Done: ev.Done}
 		if ev.Done {
-			if e.Message, err = h.m.answer(ctx, h.owner, h.id); err != nil {
+			if e.Message, err = h.m.finalAnswer(ctx, h.owner, h.id); err != nil {
 				h.abandon()
 				return
 			}

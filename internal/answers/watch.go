@@ -138,7 +138,7 @@ func (m *Manager) read(ctx context.Context, owner, id string, after int, onlyFin
 		}
 		e := &Event{AnswerID: id, Seq: ev.Seq, Delta: ev.Delta, Done: ev.Done}
 		if ev.Done {
-			if e.Message, err = m.answer(ctx, owner, id); err != nil {
+			if e.Message, err = m.finalAnswer(ctx, owner, id); err != nil {
 				return
 			}
 		}
