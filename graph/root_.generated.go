@@ -802,7 +802,10 @@ type AnswerEvent {
   delta: String!
   "True for the last event: the answer has ended (see ` + "`" + `message.status` + "`" + `)."
   done: Boolean!
-  "The answer as saved, in the last event only."
+  """
+  The answer as saved, in the last event only (null there only when the
+  answer could not be read at its end, e.g. its conversation was deleted).
+  """
   message: Message
 }
 

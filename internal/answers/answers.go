@@ -423,9 +423,22 @@ func (m *Manager) finish(owner string, answer *chat.Message, content *strings.Bu
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultSaveTimeout)
 	defer cancel()
-	if _, err := m.opts.Store.UpdateAnswer(ctx, owner, &a); err != nil {
-		m.log.LogAttrs(ctx, slog.LevelError, "the end of an answer could not be saved",
-			slog.String("answer_id", a.ID), slog.String("status", string(status)), slog.String("error", err.Error()))
+	// A store that fails for a moment gets a few more tries: the end of
+	// an answer is what its subscribers and every later reader see.
+	for wait := 100 * time.Millisecond; ; wait *= 2 {
+		_, err := m.opts.Store.UpdateAnswer(ctx, owner, &a)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || wait > 2*time.Second {
+			m.log.LogAttrs(ctx, slog.LevelError, "the end of an answer could not be saved",
+				slog.String("answer_id", a.ID), slog.String("status", string(status)), slog.String("error", err.Error()))
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
 	}
 	if _, err := m.opts.Log.Finish(ctx, a.ID); err != nil && !errors.Is(err, chat.ErrLogClosed) {
 		m.log.LogAttrs(ctx, slog.LevelError, "the token log could not be finished",

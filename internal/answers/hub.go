@@ -216,7 +216,9 @@ func (h *hub) run(ctx context.Context, r chat.TokenReader) {
 		}
 		e := &Event{AnswerID: h.id, Seq: ev.Seq, Delta: ev.Delta, Done: ev.Done}
 		if ev.Done {
-			if e.Message, err = h.m.finalAnswer(ctx, h.owner, h.id); err != nil {
+			// Without the message (deleted meanwhile, or a store
+			// failure) the last event still comes.
+			if e.Message, err = h.m.finalAnswer(ctx, h.owner, h.id); err != nil && ctx.Err() != nil {
 				h.abandon()
 				return
 			}

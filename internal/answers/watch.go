@@ -138,7 +138,10 @@ func (m *Manager) read(ctx context.Context, owner, id string, after int, onlyFin
 		}
 		e := &Event{AnswerID: id, Seq: ev.Seq, Delta: ev.Delta, Done: ev.Done}
 		if ev.Done {
-			if e.Message, err = m.finalAnswer(ctx, owner, id); err != nil {
+			// The answer has ended whatever the store says; if it cannot
+			// be read (deleted meanwhile, or a store failure), the last
+			// event still comes, without the message.
+			if e.Message, err = m.finalAnswer(ctx, owner, id); err != nil && ctx.Err() != nil {
 				return
 			}
 		}
