@@ -2,9 +2,7 @@ package answers_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"askgate/internal/cluster"
 	"askgate/internal/llm"
 	"askgate/internal/llm/llmtest"
+	"askgate/internal/redistest"
 	"askgate/internal/stream"
 )
 
@@ -65,28 +64,12 @@ func (c dyingCluster) Renew(ctx context.Context, ids []string, ttl time.Duration
 // newInstances starts n instances sharing f's store and one Redis.
 func newInstances(t *testing.T, f *fixture, n int) []*instance {
 	t.Helper()
-	addr := os.Getenv("ASKGATE_TEST_REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	if err := rdb.Ping(t.Context()).Err(); err != nil {
-		t.Fatalf("Redis at %s: %v (make test starts it)", addr, err)
-	}
-	prefix := "askgate:test:answers:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
+	rdb := redistest.Client(t, redis.Options{})
+	prefix := redistest.Prefix(t, rdb, "answers")
 	var out []*instance
 	for i := range n {
 		// Each instance has its own Redis clients, named for counting.
-		irdb := redis.NewClient(&redis.Options{Addr: addr, ClientName: prefix + fmt.Sprint(i), PoolSize: 10})
-		t.Cleanup(func() { irdb.Close() })
+		irdb := redistest.Client(t, redis.Options{ClientName: prefix + fmt.Sprint(i), PoolSize: 10})
 		backend := llmtest.New(t)
 		client := must(llm.NewClient(backend.URL(), llm.Options{Retries: -1}))
 		log := stream.NewRedis(irdb, stream.RedisOptions{Prefix: prefix + "stream:", MaxBlockingConns: 16})

@@ -2,8 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"crypto/rand"
-	"os"
 	"testing"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 
 	"askgate/internal/chat"
 	"askgate/internal/cluster"
+	"askgate/internal/redistest"
 )
 
 func TestMain(m *testing.M) {
@@ -22,24 +21,8 @@ func TestMain(m *testing.M) {
 // own, whose keys are deleted after the test.
 func redisClient(t *testing.T) (*redis.Client, string) {
 	t.Helper()
-	addr := os.Getenv("ASKGATE_TEST_REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	if err := rdb.Ping(t.Context()).Err(); err != nil {
-		t.Fatalf("Redis at %s: %v (make test starts it)", addr, err)
-	}
-	prefix := "askgate:test:cluster:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := rdb.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
+	rdb := redistest.Client(t, redis.Options{})
+	return rdb, redistest.Prefix(t, rdb, "cluster")
 }
 
 // pair returns two instances of one cluster.

@@ -3,7 +3,6 @@ package limits
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"askgate/internal/redistest"
 )
 
 func TestMain(m *testing.M) {
@@ -21,51 +22,24 @@ func TestMain(m *testing.M) {
 }
 
 // redisTestAddr is the Redis the tests use; `make test` starts it.
-const redisTestAddr = "127.0.0.1:6379"
+var redisTestAddr = redistest.Addr()
 
-// redisTestClient returns a client of the test Redis, closed when the test
-// ends. The test fails when Redis is not reachable.
+// redisTestClient returns a client of the test Redis.
 func redisTestClient(t testing.TB) *redis.Client {
 	t.Helper()
-	client := redis.NewClient(&redis.Options{Addr: redisTestAddr})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		t.Fatalf("Redis on %s is not reachable (scripts/services.sh starts it): %v", redisTestAddr, err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
-	return client
+	return redistest.Client(t, redis.Options{})
 }
 
-// redisTestPrefix returns a key prefix of the test's own,
-// "askgate:test:limits:<random>:", and deletes every key under it when the
-// test ends (only those: never FLUSHDB).
+// redisTestPrefix returns a key prefix of the test's own, whose keys are
+// deleted when the test ends.
 func redisTestPrefix(t testing.TB, client *redis.Client) string {
 	t.Helper()
-	prefix := "askgate:test:limits:" + rand.Text() + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		keys, err := redisKeys(ctx, client, prefix)
-		if err == nil && len(keys) > 0 {
-			err = client.Unlink(ctx, keys...).Err()
-		}
-		if err != nil {
-			t.Errorf("deleting the test's keys under %q: %v", prefix, err)
-		}
-	})
-	return prefix
+	return redistest.Prefix(t, client, "limits")
 }
 
 // redisKeys returns the keys under prefix.
 func redisKeys(ctx context.Context, client *redis.Client, prefix string) ([]string, error) {
-	var keys []string
-	iter := client.Scan(ctx, 0, prefix+"*", 200).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	return keys, iter.Err()
+	return redistest.Keys(ctx, client, prefix)
 }
 
 // testClock is the time of a conformance test: a fake clock for the

@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 	"askgate/internal/llm"
 	"askgate/internal/llm/llmtest"
 	"askgate/internal/protect"
+	"askgate/internal/redistest"
 	"askgate/internal/server"
 	"askgate/internal/store/sqlite"
 	"askgate/internal/stream"
@@ -112,7 +112,8 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		Close() error
 	} = stream.NewMemory(stream.MemoryOptions{})
 	if opts.redisTokens {
-		tokens = stream.NewRedis(testRedis(t), stream.RedisOptions{Prefix: "askgate:test:" + rand.Text() + ":stream:"})
+		rdb := redistest.Client(t, redis.Options{})
+		tokens = stream.NewRedis(rdb, stream.RedisOptions{Prefix: redistest.Prefix(t, rdb, "server")})
 	}
 	mgr := answers.New(answers.Options{Store: cs, LLM: llmClient, Log: tokens, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	t.Cleanup(func() {
@@ -371,16 +372,4 @@ func (e *env) rawRequest(method, target, body, accept string) *response {
 		e.t.Fatalf("response %d %q is not JSON: %v", res.StatusCode, raw, err)
 	}
 	return r
-}
-
-// testRedis returns a client of the test Redis, closed after the test; the
-// keys a test writes carry a prefix of its own and expire.
-func testRedis(t testing.TB) *redis.Client {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("Redis: %v (make test starts it)", err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	return rdb
 }
