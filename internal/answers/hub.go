@@ -206,7 +206,16 @@ func (h *hub) run(ctx context.Context, r chat.TokenReader) {
 	defer h.cancel()
 	defer r.Close()
 	for {
-		ev, err := r.Next(ctx)
+		ev, ended, err := h.m.next(ctx, h.owner, h.id, r)
+		if ended != nil {
+			// The answer ended without its log being finished (its
+			// instance stopped between the two).
+			h.mu.Lock()
+			seq := h.last + 1
+			h.mu.Unlock()
+			h.finish(&Event{AnswerID: h.id, Seq: seq, Done: true, Message: ended})
+			return
+		}
 		if err != nil {
 			if ctx.Err() == nil && !errorsIsEOF(err) {
 				h.m.log.WarnContext(ctx, "reading an answer's token log failed", "answer_id", h.id, "error", err.Error())

@@ -99,3 +99,50 @@ func TestTakeOverKeepsEveryTokenSubscribersSaw(t *testing.T) {
 		t.Errorf("subscriber saw %q, saved %s %q", seen.String(), final.Status, final.Content)
 	}
 }
+
+// TestEndedAnswerWithAnUnfinishedLog: an instance that stopped between
+// saving an answer's end and finishing its log leaves the log open; its
+// subscribers still get the terminal event within a lease period, not
+// when the log expires.
+func TestEndedAnswerWithAnUnfinishedLog(t *testing.T) {
+	st, err := sqlite.Open(t.TempDir() + "/askgate.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	log := stream.NewMemory(stream.MemoryOptions{})
+	defer log.Close()
+	m := answers.New(answers.Options{Store: st, LLM: llm.NewDemo(llm.DemoOptions{}), Log: log, LeaseTTL: 300 * time.Millisecond})
+	defer m.Shutdown(ctx)
+	ex := &chat.Exchange{
+		Conversation: &chat.Conversation{OwnerID: "alice", Title: "t"},
+		Question:     &chat.Message{Role: chat.RoleUser, Status: chat.StatusComplete, AuthorID: "alice", Content: "q"},
+		Answer:       &chat.Message{Role: chat.RoleAssistant, Status: chat.StatusStreaming},
+	}
+	if _, err := st.AddExchange(ctx, "alice", ex); err != nil {
+		t.Fatal(err)
+	}
+	id := ex.Answer.ID
+	if err := log.Open(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	log.Append(ctx, id, "partial")
+	first := must(m.Watch(ctx, "alice", id, 0))  // through the answer's hub
+	second := must(m.Watch(ctx, "alice", id, 5)) // on its own reader
+	now := chat.Now()
+	ex.Answer.Content, ex.Answer.Status, ex.Answer.CompletedAt = "partial", chat.StatusComplete, &now
+	if ok, err := st.UpdateAnswer(ctx, "alice", ex.Answer); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	for name, events := range map[string]<-chan *answers.Event{"hub": first, "own reader": second} {
+		got := collect(t, events)
+		last := got[len(got)-1]
+		if !last.Done || last.Message == nil || last.Message.Status != chat.StatusComplete {
+			t.Errorf("%s: last event %+v", name, last)
+		}
+	}
+}

@@ -116,7 +116,16 @@ func (m *Manager) read(ctx context.Context, owner, id string, after int, onlyFin
 	defer r.Close()
 	last := after
 	for {
-		ev, err := r.Next(ctx)
+		ev, ended, err := m.next(ctx, owner, id, r)
+		if ended != nil {
+			// The answer ended without its log being finished (its
+			// instance stopped between the two): end here.
+			select {
+			case out <- &Event{AnswerID: id, Seq: last + 1, Done: true, Message: ended}:
+			case <-ctx.Done():
+			}
+			return
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -152,6 +161,25 @@ func (m *Manager) read(ctx context.Context, owner, id string, after int, onlyFin
 		}
 		if ev.Done {
 			return
+		}
+	}
+}
+
+// next reads the next event of answer id's log. When the log stays silent
+// for a lease period, it looks at the stored answer: one that has ended
+// although its log has not (its instance stopped between saving the end
+// and finishing the log) is returned as ended, so that no subscriber
+// waits for the log to expire.
+func (m *Manager) next(ctx context.Context, owner, id string, r chat.TokenReader) (chat.TokenEvent, *chat.Message, error) {
+	for {
+		nctx, cancel := context.WithTimeout(ctx, m.opts.LeaseTTL)
+		ev, err := r.Next(nctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return ev, nil, err
+		}
+		if a, aerr := m.answer(ctx, owner, id); aerr == nil && a.Status != chat.StatusStreaming {
+			return chat.TokenEvent{}, a, nil
 		}
 	}
 }
