@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"askgate/internal/auth"
+	"askgate/internal/limits"
 	"askgate/internal/protect"
 )
 
@@ -50,6 +51,10 @@ type config struct {
 	PersistedQueries   string
 	PersistedOnly      bool
 	Limits             protect.Limits
+	// RateLimit, GlobalRateLimit and CostBudget are off when zero.
+	RateLimit       limits.Rate
+	GlobalRateLimit limits.Rate
+	CostBudget      limits.Bucket
 
 	LLMBaseURL           string
 	LLMAPIKey            string
@@ -122,6 +127,36 @@ func boolean(dst func(*config) *bool) func(*config, string) error {
 	}
 }
 
+func rate(dst func(*config) *limits.Rate) func(*config, string) error {
+	return func(c *config, v string) error {
+		if strings.TrimSpace(v) == "" {
+			*dst(c) = limits.Rate{}
+			return nil
+		}
+		r, err := limits.ParseRate(v)
+		if err != nil {
+			return err
+		}
+		*dst(c) = r
+		return nil
+	}
+}
+
+func budget(dst func(*config) *limits.Bucket) func(*config, string) error {
+	return func(c *config, v string) error {
+		if strings.TrimSpace(v) == "" {
+			*dst(c) = limits.Bucket{}
+			return nil
+		}
+		b, err := limits.ParseBudget(v)
+		if err != nil {
+			return err
+		}
+		*dst(c) = b
+		return nil
+	}
+}
+
 // settings lists every setting of askgate serve.
 var settings = []setting{
 	{"ASKGATE_ADDR", "addr", ":8080", "listen address", str(func(c *config) *string { return &c.Addr })},
@@ -146,6 +181,9 @@ var settings = []setting{
 	{"ASKGATE_MAX_TOKENS", "max-tokens", "5000", "most lexical tokens in a document (MAX_TOKENS_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxTokens })},
 	{"ASKGATE_MAX_DOCUMENT_BYTES", "max-document-bytes", "102400", "largest document (MAX_DOCUMENT_SIZE_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxDocumentBytes })},
 	{"ASKGATE_MAX_COST", "max-cost", "5000", "highest query cost of one operation (COST_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxCost })},
+	{"ASKGATE_RATE_LIMIT", "rate-limit", "", "requests per user, <count>/<s|m|h> such as 600/m (RATE_LIMITED); empty = off", rate(func(c *config) *limits.Rate { return &c.RateLimit })},
+	{"ASKGATE_GLOBAL_RATE_LIMIT", "global-rate-limit", "", "requests of all users together, <count>/<s|m|h> such as 6000/s (RATE_LIMITED); empty = off", rate(func(c *config) *limits.Rate { return &c.GlobalRateLimit })},
+	{"ASKGATE_COST_BUDGET", "cost-budget", "", "query cost budget per user, <size>/<restore per second> such as 2000/100 (RATE_LIMITED); empty = off", budget(func(c *config) *limits.Bucket { return &c.CostBudget })},
 	{"ASKGATE_REQUEST_TIMEOUT", "request-timeout", "30s", "longest a query or mutation may run (subscriptions are exempt)", duration(func(c *config) *time.Duration { return &c.RequestTimeout })},
 	{"ASKGATE_LLM_BASE_URL", "llm-base-url", "", "OpenAI-compatible base URL (…/v1); empty = the built-in demo backend", str(func(c *config) *string { return &c.LLMBaseURL })},
 	{"ASKGATE_LLM_API_KEY", "llm-api-key", "", "bearer key for the LLM backend", str(func(c *config) *string { return &c.LLMAPIKey })},

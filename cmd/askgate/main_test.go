@@ -244,6 +244,12 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ASKGATE_DATABASE_URL": "mysql://db"}, "ASKGATE_DATABASE_URL"},
 		{map[string]string{"ASKGATE_MODE": "production"}, "ASKGATE_JWT_SECRET"},
 		{map[string]string{"ASKGATE_MODE": "production", "ASKGATE_JWT_SECRET": devSecret}, "ASKGATE_JWT_SECRET"},
+		{map[string]string{"ASKGATE_RATE_LIMIT": "600"}, "ASKGATE_RATE_LIMIT"},
+		{map[string]string{"ASKGATE_RATE_LIMIT": "600/day"}, "ASKGATE_RATE_LIMIT"},
+		{map[string]string{"ASKGATE_RATE_LIMIT": "0/m"}, "ASKGATE_RATE_LIMIT"},
+		{map[string]string{"ASKGATE_GLOBAL_RATE_LIMIT": "lots"}, "ASKGATE_GLOBAL_RATE_LIMIT"},
+		{map[string]string{"ASKGATE_COST_BUDGET": "2000"}, "ASKGATE_COST_BUDGET"},
+		{map[string]string{"ASKGATE_COST_BUDGET": "2000/0"}, "ASKGATE_COST_BUDGET"},
 	}
 	for _, tc := range cases {
 		if tc.vars["ASKGATE_DATABASE_URL"] == "" {
@@ -302,5 +308,41 @@ func TestMigrateAndSeed(t *testing.T) {
 	}
 	if n := convs["nodes"].([]any)[0].(map[string]any)["messages"].(map[string]any)["totalCount"]; n.(float64) != 4 {
 		t.Errorf("messages per conversation = %v, want 4", n)
+	}
+}
+
+// TestServeRequestLimits: ASKGATE_RATE_LIMIT and ASKGATE_COST_BUDGET are in
+// force in the served gateway (in process, without ASKGATE_REDIS_URL).
+func TestServeRequestLimits(t *testing.T) {
+	base, token, _ := startServe(t, map[string]string{
+		"ASKGATE_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "askgate.db"),
+		"ASKGATE_RATE_LIMIT":   "2/m",
+		"ASKGATE_COST_BUDGET":  "1000/10",
+	})
+	post := func() (*http.Response, map[string]any) {
+		body, _ := json.Marshal(map[string]any{"query": `{ viewer { id } }`})
+		req, _ := http.NewRequest(http.MethodPost, base+"/graphql", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return res, out
+	}
+	for range 2 {
+		res, out := post()
+		cost, _ := out["extensions"].(map[string]any)["cost"].(map[string]any)
+		if res.StatusCode != http.StatusOK || cost["throttleStatus"] == nil {
+			t.Fatalf("status %d, %v: want 200 with extensions.cost.throttleStatus", res.StatusCode, out)
+		}
+	}
+	if res, out := post(); res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("third request at 2/m: status %d, Retry-After %q, %v", res.StatusCode, res.Header.Get("Retry-After"), out)
 	}
 }

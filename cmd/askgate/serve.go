@@ -186,6 +186,31 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		deps.Redis = redisPinger{rdb}
 		deps.APQ = protect.NewAPQRedisStore(rdb, protect.APQRedisOptions{})
 	}
+	lcfg := server.RequestLimitsConfig{Rate: cfg.RateLimit, Global: cfg.GlobalRateLimit, Budget: cfg.CostBudget}
+	if rdb != nil {
+		// The limits have a client of their own that gives up when a
+		// request's context does (the in-process limits take over).
+		opts, _ := redis.ParseURL(cfg.RedisURL) // checked by parseConfig
+		opts.DialTimeout, opts.MaxRetries, opts.DialerRetries = time.Second, 1, 1
+		opts.ContextTimeoutEnabled = true
+		lrdb := redis.NewClient(opts)
+		defer lrdb.Close()
+		lcfg.Redis = lrdb
+	}
+	deps.RequestLimits = server.NewRequestLimits(lcfg, log)
+	if lcfg.Rate.Events > 0 || lcfg.Global.Events > 0 || lcfg.Budget.Size > 0 {
+		off := func(set bool, v fmt.Stringer) string {
+			if !set {
+				return "off"
+			}
+			return v.String()
+		}
+		log.Info("request limits",
+			slog.String("rate", off(lcfg.Rate.Events > 0, lcfg.Rate)),
+			slog.String("global_rate", off(lcfg.Global.Events > 0, lcfg.Global)),
+			slog.String("cost_budget", off(lcfg.Budget.Size > 0, lcfg.Budget)),
+			slog.Bool("redis", lcfg.Redis != nil))
+	}
 	if cfg.PersistedQueries != "" {
 		deps.Trusted, err = protect.NewTrusted(cfg.PersistedQueries, cfg.PersistedOnly, log)
 		if err != nil {

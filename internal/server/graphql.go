@@ -189,8 +189,8 @@ func (s *Server) logError(ctx context.Context, err error, code chat.Code) {
 }
 
 // prepare readies a request's parameters before gqlgen parses and
-// validates them, and refuses what must not get that far. In order:
-// trusted documents (a manifest id gives the document; persisted-only mode
+// validates them, and refuses what must not get that far. In order: the
+// viewer's request rate and the global one (RATE_LIMITED), trusted documents (a manifest id gives the document; persisted-only mode
 // refuses anything else), automatic persisted queries (a hash gives the
 // document), then the document limits — size and tokens before parsing,
 // and depth, aliases, root fields, directives and fields before
@@ -204,6 +204,10 @@ func (s *Server) logError(ctx context.Context, err error, code chat.Code) {
 func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Context, gqlerror.List) {
 	pre := &graphql.OperationContext{RawQuery: p.Query, OperationName: p.OperationName, Extensions: p.Extensions, Headers: p.Headers}
 	ctx = graphql.WithOperationContext(ctx, pre)
+	// The request rates come first: a refused request costs nothing more.
+	if err := s.checkRate(ctx); err != nil {
+		return ctx, gqlerror.List{err}
+	}
 	if t := s.deps.Trusted; t != nil {
 		if err := t.MutateOperationParameters(ctx, p); err != nil {
 			return ctx, gqlerror.List{err}
@@ -231,12 +235,17 @@ func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Con
 }
 
 // guard checks a parsed and validated operation before it executes: its
-// cost must be within the limit. It returns the cost. Once the operation
+// cost must be within the limit, then fit in the viewer's cost budget,
+// from which it is debited (RATE_LIMITED otherwise; the actual cost is not
+// refunded). It returns the cost. Once the operation
 // passes, an APQ registration it carried is stored (prepCtx is the context
 // prepare returned).
 func (s *Server) guard(prepCtx context.Context, oc *graphql.OperationContext) (int, gqlerror.List) {
 	cost := protect.Cost(s.schema.Schema(), oc.Doc, oc.Operation, oc.Variables)
 	if err := protect.CheckCost(cost, s.deps.Limits.MaxCost); err != nil {
+		return cost, gqlerror.List{err}
+	}
+	if err := s.debitCost(prepCtx, oc, cost); err != nil {
 		return cost, gqlerror.List{err}
 	}
 	if s.apq != nil {

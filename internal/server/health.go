@@ -15,7 +15,9 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // handleReadyz reports whether the server can serve: its store and, when
-// configured, Redis answer.
+// configured, Redis answer. With request limits on Redis, it also reports
+// them "degraded" while they fall back to in-process limits, which does
+// not make the server unready by itself.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -34,6 +36,13 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 				slog.String("check", "redis"), slog.String("error", err.Error()))
 			checks["redis"] = "unavailable"
 			status = http.StatusServiceUnavailable
+		}
+	}
+	if configured, degraded := s.limitsDegraded(); configured {
+		// Still ready: the limits are enforced in process meanwhile.
+		checks["limits"] = "ok"
+		if degraded {
+			checks["limits"] = "degraded"
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")

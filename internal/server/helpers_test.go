@@ -65,6 +65,8 @@ type envOptions struct {
 	trusted    *protect.Trusted
 	live       server.SubscriptionOptions
 	llm        llm.Options
+	// limits are the request rates and cost budget (none when zero).
+	limits server.RequestLimits
 	// redisTokens keeps the answers' token logs in Redis (with a key
 	// prefix of the test's own), as several instances do.
 	redisTokens bool
@@ -136,6 +138,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		Trusted:        opts.trusted,
 		Answers:        mgr,
 		Subscriptions:  opts.live,
+		RequestLimits:  opts.limits,
 	})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.MaxHeaderBytes = 2 << 20

@@ -70,6 +70,10 @@ type Deps struct {
 	// Redis, when set, is the shared state whose reachability /readyz
 	// reports.
 	Redis Pinger
+	// RequestLimits limit each viewer's request rate and cost budget, and
+	// the global request rate (RATE_LIMITED, HTTP 429). The zero value
+	// limits nothing; see NewRequestLimits.
+	RequestLimits RequestLimits
 	// Answers asks the language model and streams its answers. Required.
 	Answers *answers.Manager
 	// Subscriptions configure the WebSocket and server-sent events

@@ -19,6 +19,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"askgate/internal/gqlexec"
+	"askgate/internal/server/subscriptions"
 )
 
 // Media types of GraphQL over HTTP.
@@ -91,7 +92,8 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	defer cancel()
 	prepCtx, errs := t.ops.prepare(ctx, params)
 	if errs != nil {
-		writeResponse(w, media, http.StatusBadRequest, exec.DispatchError(prepCtx, errs))
+		status := refusalStatus(w, errs, http.StatusBadRequest)
+		writeResponse(w, media, status, exec.DispatchError(prepCtx, errs))
 		return
 	}
 	rc, errs := exec.CreateOperationContext(ctx, params)
@@ -113,23 +115,30 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	}
 	cost, errs := t.ops.guard(prepCtx, rc)
 	if len(errs) > 0 {
+		status := refusalStatus(w, errs, http.StatusBadRequest)
 		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
-		writeResponse(w, media, http.StatusBadRequest, withCost(resp, cost))
+		writeResponse(w, media, status, withCost(resp, cost, rc))
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
-	resp := withCost(responses(ctx), cost)
+	resp := withCost(responses(ctx), cost, rc)
 	writeResponse(w, media, http.StatusOK, resp)
 	// The data is written out and nothing else refers to it.
 	gqlexec.ReleaseData(resp.Data)
 }
 
-// withCost reports an operation's cost in the response's extensions.
-func withCost(resp *graphql.Response, cost int) *graphql.Response {
+// withCost reports an operation's cost in the response's extensions, with
+// the viewer's cost budget after its debit (throttleStatus) when a budget
+// is in force.
+func withCost(resp *graphql.Response, cost int, oc *graphql.OperationContext) *graphql.Response {
 	if resp.Extensions == nil {
 		resp.Extensions = make(map[string]any, 1)
 	}
-	resp.Extensions["cost"] = map[string]any{"requestedQueryCost": cost}
+	ext := map[string]any{"requestedQueryCost": cost}
+	if ts := oc.Stats.GetExtension(subscriptions.ThrottleStatsKey); ts != nil {
+		ext["throttleStatus"] = ts
+	}
+	resp.Extensions["cost"] = ext
 	return resp
 }
 

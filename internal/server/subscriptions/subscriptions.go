@@ -106,7 +106,7 @@ func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, para
 	if ops != nil {
 		cost, errs := ops.Guard(prepCtx, oc)
 		if len(errs) > 0 {
-			return nil, withCost(exec.DispatchError(graphql.WithOperationContext(ctx, oc), errs), cost)
+			return nil, withCost(exec.DispatchError(graphql.WithOperationContext(ctx, oc), errs), cost, oc)
 		}
 		oc.Stats.SetExtension(costStatsKey, cost)
 	}
@@ -165,7 +165,7 @@ func dispatch(ctx context.Context, exec graphql.GraphExecutor, oc *graphql.Opera
 			return nil
 		}
 		if first && hasCost {
-			withCost(resp, cost)
+			withCost(resp, cost, oc)
 		}
 		first = false
 		return resp
@@ -196,12 +196,25 @@ func encodeResult(typ, id string, resp *graphql.Response) ([]byte, error) {
 	return append(b, tail...), nil
 }
 
-// withCost reports cost in resp's extensions.
-func withCost(resp *graphql.Response, cost int) *graphql.Response {
+// ThrottleStatsKey keeps, in an operation's stats, the state of the
+// viewer's cost budget after Operations.Guard debited the operation's
+// cost: the value of extensions.cost.throttleStatus. Guard sets it when a
+// cost budget is in force.
+const ThrottleStatsKey = "askgate.throttle"
+
+// withCost reports cost, and the cost budget's state when oc has one, in
+// resp's extensions.
+func withCost(resp *graphql.Response, cost int, oc *graphql.OperationContext) *graphql.Response {
 	if resp.Extensions == nil {
 		resp.Extensions = make(map[string]any, 1)
 	}
-	resp.Extensions["cost"] = map[string]any{"requestedQueryCost": cost}
+	ext := map[string]any{"requestedQueryCost": cost}
+	if oc != nil {
+		if ts := oc.Stats.GetExtension(ThrottleStatsKey); ts != nil {
+			ext["throttleStatus"] = ts
+		}
+	}
+	resp.Extensions["cost"] = ext
 	return resp
 }
 

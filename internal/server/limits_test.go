@@ -1,0 +1,308 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"askgate/internal/limits"
+	"askgate/internal/redistest"
+	"askgate/internal/server"
+)
+
+// countQuery reads the store, so that a refused request shows it did not.
+const countQuery = `{ conversations(first: 1) { totalCount } }`
+
+// redisLimits returns request limits on the test Redis, under a key
+// prefix of the test's own: every call with the same prefix shares them,
+// as instances on one Redis do.
+func redisLimits(t *testing.T, rdb *redis.Client, prefix string, c server.RequestLimitsConfig) server.RequestLimits {
+	t.Helper()
+	c.Redis, c.Prefix = rdb, prefix
+	return server.NewRequestLimits(c, slog.New(slog.DiscardHandler))
+}
+
+// retryAfter returns the Retry-After header of r in seconds, failing the
+// test when it is missing or not positive.
+func retryAfter(t *testing.T, r *response) int {
+	t.Helper()
+	n, err := strconv.Atoi(r.Header.Get("Retry-After"))
+	if err != nil || n <= 0 {
+		t.Fatalf("Retry-After %q, want whole seconds > 0 (%s)", r.Header.Get("Retry-After"), r.Body)
+	}
+	return n
+}
+
+// checkRateLimited fails the test unless r is a RATE_LIMITED refusal
+// with 429 and Retry-After, and returns the Retry-After.
+func checkRateLimited(t *testing.T, r *response) int {
+	t.Helper()
+	if r.Status != http.StatusTooManyRequests || len(r.Errors) != 1 || r.Errors[0].code() != "RATE_LIMITED" || r.Data != nil {
+		t.Fatalf("status %d, body %s: want 429 with RATE_LIMITED and no data", r.Status, r.Body)
+	}
+	return retryAfter(t, r)
+}
+
+// TestRequestRateSharedThroughRedis: over the request rate a user gets 429,
+// Retry-After and RATE_LIMITED with nothing executed; another user is not
+// affected; two instances on one Redis share the limit.
+func TestRequestRateSharedThroughRedis(t *testing.T) {
+	rdb := redistest.Client(t, redis.Options{})
+	prefix := redistest.Prefix(t, rdb, "server-limits")
+	cfg := server.RequestLimitsConfig{Rate: limits.Rate{Events: 3, Per: time.Minute}}
+	a := newEnv(t, envOptions{limits: redisLimits(t, rdb, prefix, cfg)})
+	b := newEnv(t, envOptions{limits: redisLimits(t, rdb, prefix, cfg)})
+
+	alice := "Bearer " + a.token("alice")
+	for i, e := range []*env{a, b, a} {
+		if r := e.post(alice, countQuery, nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Fatalf("request %d: status %d, %s", i+1, r.Status, r.Body)
+		}
+	}
+	for _, e := range []*env{b, a} {
+		calls := e.Store.Calls()
+		r := e.post(alice, countQuery, nil)
+		if n := checkRateLimited(t, r); n > 20 {
+			t.Errorf("Retry-After %d, want about 20 s at 3/m", n)
+		}
+		if e.Store.Calls() != calls {
+			t.Errorf("a refused request called the store %d times", e.Store.Calls()-calls)
+		}
+	}
+	// Under application/graphql-response+json too.
+	req, _ := http.NewRequest(http.MethodPost, b.URL+"/graphql", jsonBody(map[string]any{"query": countQuery}))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/graphql-response+json")
+	req.Header.Set("Authorization", alice)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
+		t.Errorf("graphql-response+json: status %d, Retry-After %q, want 429 with it", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+
+	bobAuth := "Bearer " + a.token("bob")
+	for _, e := range []*env{a, b} {
+		if r := e.post(bobAuth, countQuery, nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Errorf("bob: status %d, %s, want him unaffected", r.Status, r.Body)
+		}
+	}
+}
+
+// TestGlobalRateLimit: the global ceiling counts every user's requests.
+func TestGlobalRateLimit(t *testing.T) {
+	e := newEnv(t, envOptions{limits: server.NewRequestLimits(server.RequestLimitsConfig{
+		Rate:   limits.Rate{Events: 10, Per: time.Minute},
+		Global: limits.Rate{Events: 2, Per: time.Minute},
+	}, nil)})
+	for _, user := range []string{"alice", "bob"} {
+		e.do(user, countQuery, nil, nil)
+	}
+	checkRateLimited(t, e.post("Bearer "+e.token("carol"), countQuery, nil))
+}
+
+// costResponse is the extensions.cost of a response.
+type costResponse struct {
+	Extensions struct {
+		Cost struct {
+			RequestedQueryCost int
+			ThrottleStatus     *struct{ MaximumAvailable, CurrentlyAvailable, RestoreRate int }
+		}
+	}
+}
+
+// TestCostBudget: every response reports the budget; currentlyAvailable
+// falls by each query's cost and restores at the configured rate; a query
+// that does not fit is refused with 429, Retry-After and RATE_LIMITED,
+// before it executes.
+func TestCostBudget(t *testing.T) {
+	rdb := redistest.Client(t, redis.Options{})
+	prefix := redistest.Prefix(t, rdb, "server-limits")
+	const size, restore = 50, 10
+	e := newEnv(t, envOptions{limits: redisLimits(t, rdb, prefix, server.RequestLimitsConfig{Budget: limits.Bucket{Size: size, RestoreRate: restore}})})
+	const query = `{ conversations(first: 20) { nodes { id } } }` // 1 + 20 × 1
+	const cost = 21
+	authz := "Bearer " + e.token("alice")
+	costOf := func(r *response) costResponse {
+		t.Helper()
+		var c costResponse
+		if err := json.Unmarshal(r.Body, &c); err != nil {
+			t.Fatal(err)
+		}
+		ts := c.Extensions.Cost.ThrottleStatus
+		if ts == nil || ts.MaximumAvailable != size || ts.RestoreRate != restore || c.Extensions.Cost.RequestedQueryCost != cost {
+			t.Fatalf("extensions.cost of %s: want requestedQueryCost %d and throttleStatus of %d/%d", r.Body, cost, size, restore)
+		}
+		return c
+	}
+
+	available := size
+	for i := range 2 {
+		r := e.post(authz, query, nil)
+		if r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Fatalf("query %d: status %d, %s", i+1, r.Status, r.Body)
+		}
+		got := costOf(r).Extensions.Cost.ThrottleStatus.CurrentlyAvailable
+		// The bucket restores 10 points a second meanwhile.
+		if got < available-cost || got > available-cost+2 {
+			t.Fatalf("query %d: currentlyAvailable %d, want %d", i+1, got, available-cost)
+		}
+		available = got
+	}
+	calls := e.Store.Calls()
+	r := e.post(authz, query, nil)
+	n := checkRateLimited(t, r)
+	if want := (cost - available + restore - 1) / restore; n < 1 || n > want {
+		t.Errorf("Retry-After %d, want at most %d s at %d points a second", n, want, restore)
+	}
+	if ts := costOf(r).Extensions.Cost.ThrottleStatus; ts.CurrentlyAvailable >= cost {
+		t.Errorf("refused with %d points available", ts.CurrentlyAvailable)
+	}
+	if e.Store.Calls() != calls {
+		t.Errorf("a refused query called the store %d times", e.Store.Calls()-calls)
+	}
+	// Another user has a budget of his own.
+	e.do("bob", query, nil, nil)
+	// A query larger than the whole bucket never fits: no Retry-After.
+	r = e.post("Bearer "+e.token("bob"), `{ conversations(first: 60) { nodes { id } } }`, nil)
+	if r.Status != http.StatusTooManyRequests || len(r.Errors) != 1 || r.Errors[0].code() != "RATE_LIMITED" || r.Header.Get("Retry-After") != "" {
+		t.Errorf("a query over the bucket's size: status %d, Retry-After %q, %s; want 429, RATE_LIMITED and no Retry-After", r.Status, r.Header.Get("Retry-After"), r.Body)
+	}
+
+	time.Sleep(time.Duration(n)*time.Second + 200*time.Millisecond)
+	r = e.post(authz, query, nil)
+	if r.Status != http.StatusOK || len(r.Errors) > 0 {
+		t.Fatalf("after Retry-After: status %d, %s, want the points restored", r.Status, r.Body)
+	}
+	if got := costOf(r).Extensions.Cost.ThrottleStatus.CurrentlyAvailable; got >= size-cost {
+		t.Errorf("currentlyAvailable %d after a debit, want less than %d", got, size-cost)
+	}
+}
+
+// TestRateLimitOverWebSocket: a refused operation gets an error message
+// with RATE_LIMITED; the connection stays and works.
+func TestRateLimitOverWebSocket(t *testing.T) {
+	rdb := redistest.Client(t, redis.Options{})
+	prefix := redistest.Prefix(t, rdb, "server-limits")
+	e := newEnv(t, envOptions{limits: redisLimits(t, rdb, prefix, server.RequestLimitsConfig{
+		Rate:   limits.Rate{Events: 2, Per: time.Minute},
+		Budget: limits.Bucket{Size: 100, RestoreRate: 1},
+	})})
+	c := e.dial("graphql-transport-ws")
+	c.init(e.token("alice"))
+	subscribe := func(id string) map[string]any {
+		c.send(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{"query": countQuery}})
+		return c.read()
+	}
+	for _, id := range []string{"1", "2"} {
+		msg := subscribe(id)
+		if msg["type"] != "next" {
+			t.Fatalf("operation %s: %v", id, msg)
+		}
+		raw, _ := json.Marshal(msg["payload"])
+		var cr costResponse
+		json.Unmarshal(raw, &cr)
+		if ts := cr.Extensions.Cost.ThrottleStatus; ts == nil || ts.MaximumAvailable != 100 {
+			t.Errorf("operation %s: no throttleStatus in %s", id, raw)
+		}
+		if msg := c.read(); msg["type"] != "complete" {
+			t.Fatalf("operation %s: %v, want complete", id, msg)
+		}
+	}
+	calls := e.Store.Calls()
+	msg := subscribe("3")
+	raw, _ := json.Marshal(msg["payload"])
+	var errs []gqlError
+	json.Unmarshal(raw, &errs)
+	if msg["type"] != "error" || msg["id"] != "3" || len(errs) != 1 || errs[0].code() != "RATE_LIMITED" {
+		t.Fatalf("operation over the rate: %v, want an error message with RATE_LIMITED", msg)
+	}
+	if ra, _ := errs[0].Extensions["retryAfter"].(float64); ra < 1 {
+		t.Errorf("extensions.retryAfter %v, want whole seconds > 0", errs[0].Extensions["retryAfter"])
+	}
+	if e.Store.Calls() != calls {
+		t.Errorf("a refused operation called the store %d times", e.Store.Calls()-calls)
+	}
+	c.send(map[string]any{"type": "ping"})
+	if msg := c.read(); msg["type"] != "pong" {
+		t.Fatalf("after the refusal: %v, want the connection to answer pong", msg)
+	}
+	// Another user's connection is not affected.
+	d := e.dial("graphql-transport-ws")
+	d.init(e.token("bob"))
+	d.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": countQuery}})
+	if msg := d.read(); msg["type"] != "next" {
+		t.Fatalf("bob: %v", msg)
+	}
+}
+
+// TestLimitsWithRedisUnreachable: with Redis down, requests are served
+// under the in-process limits and /readyz reports the limits degraded.
+func TestLimitsWithRedisUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 100 * time.Millisecond, MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { rdb.Close() })
+	logs := &syncBuffer{}
+	rl := server.NewRequestLimits(server.RequestLimitsConfig{
+		Rate:   limits.Rate{Events: 2, Per: time.Minute},
+		Budget: limits.Bucket{Size: 100, RestoreRate: 1},
+		Redis:  rdb,
+	}, slog.New(slog.NewJSONHandler(logs, nil)))
+	e := newEnv(t, envOptions{limits: rl})
+
+	readyz := func() (int, map[string]any) {
+		res, err := http.Get(e.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body struct{ Checks map[string]any }
+		json.NewDecoder(res.Body).Decode(&body)
+		return res.StatusCode, body.Checks
+	}
+	if _, checks := readyz(); checks["limits"] != "ok" {
+		t.Errorf("/readyz before any request: limits %v, want ok", checks["limits"])
+	}
+	authz := "Bearer " + e.token("alice")
+	for i := range 2 {
+		start := time.Now()
+		r := e.post(authz, countQuery, nil)
+		if r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Fatalf("request %d with Redis down: status %d, %s", i+1, r.Status, r.Body)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("request %d took %v with Redis down", i+1, d)
+		}
+		var cr costResponse
+		json.Unmarshal(r.Body, &cr)
+		if ts := cr.Extensions.Cost.ThrottleStatus; ts == nil || ts.MaximumAvailable != 100 {
+			t.Errorf("request %d: no throttleStatus from the local budget: %s", i+1, r.Body)
+		}
+	}
+	checkRateLimited(t, e.post(authz, countQuery, nil))
+	status, checks := readyz()
+	if checks["limits"] != "degraded" || status != http.StatusOK {
+		t.Errorf("/readyz with Redis down: %d, checks %v, want 200 with limits degraded", status, checks)
+	}
+}
+
+// jsonBody returns v encoded as a request body.
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
