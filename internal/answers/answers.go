@@ -19,6 +19,7 @@ import (
 
 	"askgate/internal/chat"
 	"askgate/internal/cluster"
+	"askgate/internal/limits"
 )
 
 // Defaults of Options.
@@ -27,6 +28,9 @@ const (
 	DefaultCheckpointInterval = 500 * time.Millisecond
 	DefaultSaveTimeout        = 10 * time.Second
 	DefaultLeaseTTL           = 5 * time.Second
+	// CompletionEstimate is the tokens an answer is expected to take when
+	// MaxTokens does not bound it, for the token quota's reservation.
+	CompletionEstimate = 1000
 )
 
 // Messages saved as an answer's error. They are shown to clients.
@@ -73,6 +77,16 @@ type Options struct {
 	// running answers, cancel requests. Nil means a cluster.Local (this
 	// instance alone).
 	Cluster chat.Cluster
+	// Concurrency, when set, caps the answers one user may have
+	// generating at once: an ask over it is refused (RATE_LIMITED) and
+	// stores nothing.
+	Concurrency limits.Concurrency
+	// TokenQuota, when set, caps the LLM tokens of each user per day: an
+	// ask reserves its estimate (the prompt's estimated tokens plus
+	// MaxTokens, or CompletionEstimate), is refused (RATE_LIMITED, storing
+	// nothing) when it does not fit, and is reconciled with the backend's
+	// usage when the answer ends.
+	TokenQuota limits.TokenQuota
 	// LeaseTTL is how long an answer's lease lasts without renewal: an
 	// instance renews its leases three times per LeaseTTL, and an answer
 	// whose lease has lapsed is finished by another instance as FAILED
@@ -112,6 +126,16 @@ type job struct {
 	answer         *chat.Message
 	cancel         context.CancelCauseFunc
 	done           chan struct{}
+	// quota is what the answer holds of its owner's limits, given back
+	// or settled when it ends.
+	quota quota
+}
+
+// quota is what an ask takes from its owner's limits: a generation slot
+// and a reservation of tokens.
+type quota struct {
+	release  func() // nil: no slot held
+	estimate int    // tokens reserved; 0: none
 }
 
 // New returns a Manager for opts.
@@ -233,20 +257,79 @@ func (m *Manager) Ask(ctx context.Context, owner string, ex *chat.Exchange, mode
 			return false, err
 		}
 	}
+	req := chat.CompletionRequest{Model: model, Messages: m.prompt(history, ex.Question.Content), MaxTokens: m.opts.MaxTokens}
+	q, err := m.take(ctx, owner, req)
+	if err != nil {
+		return false, err
+	}
 	ex.Question.Role, ex.Question.Status, ex.Question.AuthorID = chat.RoleUser, chat.StatusComplete, owner
 	ex.Answer.Role, ex.Answer.Status, ex.Answer.Model = chat.RoleAssistant, chat.StatusStreaming, model
 	if created, err = m.opts.Store.AddExchange(ctx, owner, ex); err != nil || !created {
+		m.settle(owner, q, 0)
 		return created, err
 	}
 	if err := m.opts.Log.Open(ctx, ex.Answer.ID); err != nil {
 		// Without a log nobody could watch the answer: end it now rather
 		// than leave it streaming.
+		m.settle(owner, q, 0)
 		m.finish(owner, ex.Answer, &strings.Builder{}, nil, "", chat.StatusFailed, "the answer could not be started")
 		return true, fmt.Errorf("opening the token log: %w", err)
 	}
-	req := chat.CompletionRequest{Model: model, Messages: m.prompt(history, ex.Question.Content), MaxTokens: m.opts.MaxTokens}
-	m.start(owner, ex.Answer, req)
+	m.start(owner, ex.Answer, req, q)
 	return true, nil
+}
+
+// take takes a generation slot and a reservation of tokens from owner's
+// limits for req, or refuses with RATE_LIMITED. A limit that cannot be
+// reached (Redis down and no fallback) lets the ask through: it is logged.
+func (m *Manager) take(ctx context.Context, owner string, req chat.CompletionRequest) (quota, error) {
+	var q quota
+	if c := m.opts.Concurrency; c != nil {
+		release, ok, err := c.Acquire(ctx, owner)
+		switch {
+		case err != nil:
+			m.log.LogAttrs(ctx, slog.LevelWarn, "the concurrent answers limit was not checked", slog.String("error", err.Error()))
+		case !ok:
+			return q, chat.Errorf(chat.CodeRateLimited, "too many of your answers are being generated at once: wait for one to finish, or cancel one")
+		default:
+			q.release = release
+		}
+	}
+	if t := m.opts.TokenQuota; t != nil {
+		estimate := m.opts.MaxTokens
+		if estimate <= 0 {
+			estimate = CompletionEstimate
+		}
+		for _, msg := range req.Messages {
+			estimate += EstimateTokens(msg.Content)
+		}
+		ok, _, err := t.Reserve(ctx, owner, estimate)
+		switch {
+		case err != nil:
+			m.log.LogAttrs(ctx, slog.LevelWarn, "the token quota was not checked", slog.String("error", err.Error()))
+		case !ok:
+			m.settle(owner, q, 0)
+			return quota{}, chat.Errorf(chat.CodeRateLimited, "your language model tokens for today are spent")
+		default:
+			q.estimate = estimate
+		}
+	}
+	return q, nil
+}
+
+// settle gives back what an ask took: its slot, and its token reservation
+// replaced by the tokens actually used.
+func (m *Manager) settle(owner string, q quota, used int) {
+	if q.release != nil {
+		q.release()
+	}
+	if q.estimate > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultSaveTimeout)
+		defer cancel()
+		if err := m.opts.TokenQuota.Reconcile(ctx, owner, q.estimate, used); err != nil {
+			m.log.LogAttrs(ctx, slog.LevelWarn, "the token quota was not reconciled", slog.String("error", err.Error()))
+		}
+	}
 }
 
 // history returns the conversation's latest messages, oldest first.
@@ -298,12 +381,13 @@ func (m *Manager) prompt(history []*chat.Message, question string) []chat.Prompt
 func EstimateTokens(s string) int { return (len(s) + 3) / 4 }
 
 // start runs the generation of answer in its own goroutine.
-func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionRequest) {
+func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionRequest, q quota) {
 	ctx, cancel := context.WithCancelCause(m.base)
-	j := &job{owner: owner, conversationID: answer.ConversationID, answer: answer, cancel: cancel, done: make(chan struct{})}
+	j := &job{owner: owner, conversationID: answer.ConversationID, answer: answer, cancel: cancel, done: make(chan struct{}), quota: q}
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
+		m.settle(owner, q, 0)
 		cancel(errShutdown)
 		m.finish(owner, answer, &strings.Builder{}, nil, "", chat.StatusFailed, errMessageShutdown)
 		return
@@ -322,12 +406,14 @@ func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionR
 			cancel(nil)
 			m.release(answer.ID)
 		}()
-		m.generate(ctx, j, req)
+		m.settle(owner, q, m.generate(ctx, j, req))
 	}()
 }
 
-// generate streams the reply into the answer's log and the store.
-func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionRequest) {
+// generate streams the reply into the answer's log and the store, and
+// returns the tokens it used: the backend's count, or an estimate of the
+// prompt and the text when the backend gave none.
+func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionRequest) int {
 	a := j.answer
 	var content strings.Builder
 	var usage *chat.TokenUsage
@@ -393,6 +479,14 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 		}
 	}
 	m.finish(j.owner, a, &content, usage, model, status, errMsg)
+	if usage != nil {
+		return usage.TotalTokens
+	}
+	used := EstimateTokens(content.String())
+	for _, msg := range req.Messages {
+		used += EstimateTokens(msg.Content)
+	}
+	return used
 }
 
 // checkpoint saves the content of a growing answer. It reports false when

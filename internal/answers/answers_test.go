@@ -11,6 +11,7 @@ import (
 
 	"askgate/internal/answers"
 	"askgate/internal/chat"
+	"askgate/internal/limits"
 	"askgate/internal/llm"
 	"askgate/internal/llm/llmtest"
 	"askgate/internal/store/sqlite"
@@ -611,4 +612,66 @@ func TestModels(t *testing.T) {
 		t.Errorf("default model %q, %v", ex.Answer.Model, err)
 	}
 	collect(t, must(f.M.Watch(t.Context(), "alice", ex.Answer.ID, 0)))
+}
+
+func TestConcurrentAnswersCap(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	m := answers.New(answers.Options{Store: f.Store, LLM: must(llm.NewClient(f.Backend.URL(), llm.Options{})), Log: f.Log,
+		Concurrency: limits.NewLocalConcurrency(2)})
+	defer m.Shutdown(t.Context())
+	f.Backend.Hold()
+	defer f.Backend.Unhold() // before the Shutdown above: let the answers end
+	ask := func() (*chat.Exchange, error) {
+		ex := &chat.Exchange{Question: &chat.Message{ConversationID: f.conv.ID, Content: "q"}, Answer: &chat.Message{ConversationID: f.conv.ID}}
+		_, err := m.Ask(t.Context(), "alice", ex, "")
+		return ex, err
+	}
+	first := must(ask())
+	must(ask())
+	if _, err := ask(); chat.ErrorCode(err) != chat.CodeRateLimited {
+		t.Fatalf("third concurrent ask: %v, want RATE_LIMITED", err)
+	}
+	pages := must(f.Store.ListMessages(t.Context(), "alice", []string{f.conv.ID}, chat.Page{Limit: 10}))
+	if n := len(pages[0].Messages); n != 4 {
+		t.Errorf("%d messages stored, want the two pairs only", n)
+	}
+	// Another user has slots of their own.
+	bobConv := f.conversation("bob")
+	bex := &chat.Exchange{Question: &chat.Message{ConversationID: bobConv.ID, Content: "q"}, Answer: &chat.Message{ConversationID: bobConv.ID}}
+	if _, err := m.Ask(t.Context(), "bob", bex, ""); err != nil {
+		t.Errorf("bob's ask: %v", err)
+	}
+	// Once an answer ends, its slot is free again.
+	must(m.Cancel(t.Context(), "alice", first.Answer.ID))
+	waitFor(t, func() bool { _, err := ask(); return err == nil })
+}
+
+func TestTokenQuota(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	quota := limits.NewLocalTokenQuota(2500, limits.LocalOptions{})
+	m := answers.New(answers.Options{Store: f.Store, LLM: must(llm.NewClient(f.Backend.URL(), llm.Options{})), Log: f.Log,
+		TokenQuota: quota})
+	defer m.Shutdown(t.Context())
+	// The backend reports more than the reservation: the quota follows
+	// the real usage.
+	f.Backend.SetUsage(&chat.TokenUsage{PromptTokens: 10, CompletionTokens: 1490, TotalTokens: 1500})
+	ask := func() (*chat.Exchange, error) {
+		ex := &chat.Exchange{Question: &chat.Message{ConversationID: f.conv.ID, Content: "q"}, Answer: &chat.Message{ConversationID: f.conv.ID}}
+		_, err := m.Ask(t.Context(), "alice", ex, "")
+		return ex, err
+	}
+	first := must(ask())
+	collect(t, must(m.Watch(t.Context(), "alice", first.Answer.ID, 0)))
+	waitFor(t, func() bool { return m.Running() == 0 })
+	calls := f.Backend.Requests()
+	if _, err := ask(); chat.ErrorCode(err) != chat.CodeRateLimited {
+		t.Fatalf("ask with 1 000 tokens left and ~1 000 estimated: %v, want RATE_LIMITED", err)
+	}
+	if f.Backend.Requests() != calls {
+		t.Error("the refused ask called the backend")
+	}
+	pages := must(f.Store.ListMessages(t.Context(), "alice", []string{f.conv.ID}, chat.Page{Limit: 10}))
+	if n := len(pages[0].Messages); n != 2 {
+		t.Errorf("%d messages stored, want the first pair only", n)
+	}
 }
