@@ -66,6 +66,8 @@ type config struct {
 	LLMIdleTimeout       time.Duration
 	AnswerRetention      time.Duration
 	LeaseTTL             time.Duration
+	MaxConcurrentAnswers int
+	LLMTokenBudget       int
 	WSInitTimeout        time.Duration
 	WSMaxSubscriptions   int
 	AllowedOrigins       []string
@@ -194,6 +196,8 @@ var settings = []setting{
 	{"ASKGATE_LLM_FIRST_TOKEN_TIMEOUT", "llm-first-token-timeout", "30s", "longest wait for an answer's first token", duration(func(c *config) *time.Duration { return &c.LLMFirstTokenTimeout })},
 	{"ASKGATE_LLM_IDLE_TIMEOUT", "llm-idle-timeout", "30s", "longest wait between two tokens of an answer", duration(func(c *config) *time.Duration { return &c.LLMIdleTimeout })},
 	{"ASKGATE_ANSWER_RETENTION", "answer-retention", "10m", "how long a finished answer's events stay replayable", duration(func(c *config) *time.Duration { return &c.AnswerRetention })},
+	{"ASKGATE_MAX_CONCURRENT_ANSWERS", "max-concurrent-answers", "3", "answers one user may have generating at once; 0 = no cap", integer(func(c *config) *int { return &c.MaxConcurrentAnswers })},
+	{"ASKGATE_LLM_TOKEN_BUDGET", "llm-token-budget", "0", "LLM tokens per user per day (UTC); 0 = no budget", integer(func(c *config) *int { return &c.LLMTokenBudget })},
 	{"ASKGATE_LEASE_TTL", "lease-ttl", "5s", "with Redis: how long an instance's hold on a running answer lasts; another instance finishes the answers of one silent for longer", duration(func(c *config) *time.Duration { return &c.LeaseTTL })},
 	{"ASKGATE_WS_INIT_TIMEOUT", "ws-init-timeout", "3s", "time a WebSocket client has to send connection_init", duration(func(c *config) *time.Duration { return &c.WSInitTimeout })},
 	{"ASKGATE_WS_MAX_SUBSCRIPTIONS", "ws-max-subscriptions", "20", "concurrent subscriptions per WebSocket connection", integer(func(c *config) *int { return &c.WSMaxSubscriptions })},

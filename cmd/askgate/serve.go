@@ -20,6 +20,7 @@ import (
 	"askgate/internal/auth"
 	"askgate/internal/chat"
 	"askgate/internal/cluster"
+	"askgate/internal/limits"
 	"askgate/internal/llm"
 	"askgate/internal/protect"
 	"askgate/internal/server"
@@ -144,6 +145,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if historyTokens == 0 {
 		historyTokens = -1 // none
 	}
+	// The limits have a Redis client of their own that gives up when a
+	// request's context does (the in-process limits take over).
+	var lrdb *redis.Client
+	if rdb != nil {
+		opts, _ := redis.ParseURL(cfg.RedisURL) // checked by parseConfig
+		opts.DialTimeout, opts.MaxRetries, opts.DialerRetries = time.Second, 1, 1
+		opts.ContextTimeoutEnabled = true
+		lrdb = redis.NewClient(opts)
+		defer lrdb.Close()
+	}
+	slots, tokenQuota := answerLimits(cfg, lrdb, log)
 	gen := answers.New(answers.Options{
 		Store:         st,
 		LLM:           backend,
@@ -155,6 +167,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxTokens:     cfg.LLMMaxTokens,
 		Cluster:       coord,
 		LeaseTTL:      cfg.LeaseTTL,
+		Concurrency:   slots,
+		TokenQuota:    tokenQuota,
 	})
 	// On every way out (an error below, or after the graceful shutdown,
 	// when it returns at once) the Manager's loops stop before the log,
@@ -187,14 +201,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		deps.APQ = protect.NewAPQRedisStore(rdb, protect.APQRedisOptions{})
 	}
 	lcfg := server.RequestLimitsConfig{Rate: cfg.RateLimit, Global: cfg.GlobalRateLimit, Budget: cfg.CostBudget}
-	if rdb != nil {
-		// The limits have a client of their own that gives up when a
-		// request's context does (the in-process limits take over).
-		opts, _ := redis.ParseURL(cfg.RedisURL) // checked by parseConfig
-		opts.DialTimeout, opts.MaxRetries, opts.DialerRetries = time.Second, 1, 1
-		opts.ContextTimeoutEnabled = true
-		lrdb := redis.NewClient(opts)
-		defer lrdb.Close()
+	if lrdb != nil {
 		lcfg.Redis = lrdb
 	}
 	deps.RequestLimits = server.NewRequestLimits(lcfg, log)
@@ -346,3 +353,28 @@ func startDebug(ctx context.Context, addr string) (*http.Server, error) {
 type redisPinger struct{ c *redis.Client }
 
 func (p redisPinger) Ping(ctx context.Context) error { return p.c.Ping(ctx).Err() }
+
+// answerLimits returns the per-user limits of asking: concurrent answers
+// and LLM tokens per day (nil when off), on Redis when rdb is set (with
+// the in-process limits as a fallback while it does not answer).
+func answerLimits(cfg *config, rdb *redis.Client, log *slog.Logger) (limits.Concurrency, limits.TokenQuota) {
+	var slots limits.Concurrency
+	var tokens limits.TokenQuota
+	var fb *limits.Fallback
+	if rdb != nil {
+		fb = limits.NewFallback(limits.FallbackOptions{Logger: log})
+	}
+	if n := cfg.MaxConcurrentAnswers; n > 0 {
+		slots = limits.NewLocalConcurrency(n)
+		if fb != nil {
+			slots = fb.Concurrency(limits.NewRedisConcurrency(rdb, n, limits.RedisOptions{}), slots)
+		}
+	}
+	if n := cfg.LLMTokenBudget; n > 0 {
+		tokens = limits.NewLocalTokenQuota(n, limits.LocalOptions{})
+		if fb != nil {
+			tokens = fb.TokenQuota(limits.NewRedisTokenQuota(rdb, n, limits.RedisOptions{}), tokens)
+		}
+	}
+	return slots, tokens
+}
