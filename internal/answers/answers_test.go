@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"askgate/internal/answers"
@@ -14,6 +15,7 @@ import (
 	"askgate/internal/limits"
 	"askgate/internal/llm"
 	"askgate/internal/llm/llmtest"
+	"askgate/internal/redistest"
 	"askgate/internal/store/sqlite"
 	"askgate/internal/stream"
 )
@@ -614,10 +616,34 @@ func TestModels(t *testing.T) {
 	collect(t, must(f.M.Watch(t.Context(), "alice", ex.Answer.ID, 0)))
 }
 
+// limitsOn returns the answer limits to test: in process, and on the
+// test Redis under a prefix of the test's own.
+func limitsOn(t *testing.T) map[string]func(slots, tokens int) (limits.Concurrency, limits.TokenQuota) {
+	return map[string]func(int, int) (limits.Concurrency, limits.TokenQuota){
+		"local": func(slots, tokens int) (limits.Concurrency, limits.TokenQuota) {
+			return limits.NewLocalConcurrency(slots), limits.NewLocalTokenQuota(tokens, limits.LocalOptions{})
+		},
+		"redis": func(slots, tokens int) (limits.Concurrency, limits.TokenQuota) {
+			rdb := redistest.Client(t, redis.Options{})
+			opts := limits.RedisOptions{Prefix: redistest.Prefix(t, rdb, "answers")}
+			return limits.NewRedisConcurrency(rdb, slots, opts), limits.NewRedisTokenQuota(rdb, tokens, opts)
+		},
+	}
+}
+
 func TestConcurrentAnswersCap(t *testing.T) {
+	for name, on := range limitsOn(t) {
+		t.Run(name, func(t *testing.T) {
+			slots, _ := on(2, 0)
+			testConcurrentAnswersCap(t, slots)
+		})
+	}
+}
+
+func testConcurrentAnswersCap(t *testing.T, slots limits.Concurrency) {
 	f := newFixture(t, fixtureOptions{})
 	m := answers.New(answers.Options{Store: f.Store, LLM: must(llm.NewClient(f.Backend.URL(), llm.Options{})), Log: f.Log,
-		Concurrency: limits.NewLocalConcurrency(2)})
+		Concurrency: slots})
 	defer m.Shutdown(t.Context())
 	f.Backend.Hold()
 	defer f.Backend.Unhold() // before the Shutdown above: let the answers end
@@ -647,8 +673,16 @@ func TestConcurrentAnswersCap(t *testing.T) {
 }
 
 func TestTokenQuota(t *testing.T) {
+	for name, on := range limitsOn(t) {
+		t.Run(name, func(t *testing.T) {
+			_, quota := on(0, 2500)
+			testTokenQuota(t, quota)
+		})
+	}
+}
+
+func testTokenQuota(t *testing.T, quota limits.TokenQuota) {
 	f := newFixture(t, fixtureOptions{})
-	quota := limits.NewLocalTokenQuota(2500, limits.LocalOptions{})
 	m := answers.New(answers.Options{Store: f.Store, LLM: must(llm.NewClient(f.Backend.URL(), llm.Options{})), Log: f.Log,
 		TokenQuota: quota})
 	defer m.Shutdown(t.Context())
