@@ -590,6 +590,10 @@ type chunk struct {
 	Choices []struct {
 		Delta struct {
 			Content string `json:"content"`
+			// ReasoningContent is the thinking of a reasoning model
+			// (DeepSeek-R1 through vLLM or Ollama, …): not answer text,
+			// but the backend is working.
+			ReasoningContent string `json:"reasoning_content"`
 		} `json:"delta"`
 		FinishReason string `json:"finish_reason"`
 	} `json:"choices"`
@@ -658,6 +662,11 @@ func (s *stream) Next() (string, error) {
 			s.started = true
 			s.timer.Stop()
 			return piece, nil
+		}
+		if c.Choices[0].Delta.ReasoningContent != "" {
+			// A model that thinks before it answers is making progress:
+			// the wait for text starts again (as long as an idle gap).
+			s.timer.Reset(s.idle)
 		}
 	}
 }

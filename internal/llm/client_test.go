@@ -314,6 +314,32 @@ func TestStreamParsing(t *testing.T) {
 	}
 }
 
+// TestReasoningKeepsTheStreamAlive: a reasoning model that thinks for
+// longer than the timeouts before it answers is not cut off, as long as
+// its reasoning keeps coming.
+func TestReasoningKeepsTheStreamAlive(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for range 8 {
+			io.WriteString(w, `data: {"choices":[{"delta":{"reasoning_content":"hmm"}}]}`+"\n\n")
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+		io.WriteString(w, `data: {"choices":[{"delta":{"content":"answer"}}]}`+"\n\ndata: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	c := newClient(t, srv.URL, llm.Options{FirstTokenTimeout: 200 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	s, err := c.Complete(t.Context(), ask("requested", "q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := readAll(t, s)
+	if err != io.EOF || !slices.Equal(got, []string{"answer"}) {
+		t.Errorf("pieces %q, %v; want the answer after 400 ms of reasoning", got, err)
+	}
+}
+
 func TestCompleteRetries(t *testing.T) {
 	tests := []struct {
 		name      string
