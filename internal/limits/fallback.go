@@ -141,12 +141,19 @@ type result[T any] struct {
 // timeout. When it gives up, a result that comes later goes to late if it
 // is a success.
 func call[T any](ctx context.Context, f *Fallback, redis func(context.Context) (T, error), late func(T)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
+	// The wait is bounded by f's timeout, but the call itself may run on
+	// (up to lateTimeout more): a script that Redis ran after the wait
+	// gave up must have its reply read, so that late can undo it — with
+	// a client that honours deadlines, cutting the call at f's timeout
+	// would leave it done in Redis and never undone.
+	wait, cancelWait := context.WithTimeout(ctx, f.timeout)
+	defer cancelWait()
+	callCtx, cancelCall := context.WithTimeout(context.WithoutCancel(ctx), f.timeout+lateTimeout)
 	got := make(chan result[T])
 	abandoned := make(chan struct{})
 	f.calls.Go(func() {
-		v, err := redis(ctx)
+		defer cancelCall()
+		v, err := redis(callCtx)
 		select {
 		case got <- result[T]{v, err}:
 		case <-abandoned:
@@ -158,9 +165,12 @@ func call[T any](ctx context.Context, f *Fallback, redis func(context.Context) (
 	select {
 	case r := <-got:
 		return r.v, r.err
-	case <-ctx.Done():
+	case <-wait.Done():
 		close(abandoned)
 		var zero T
+		if ctx.Err() != nil {
+			return zero, ctx.Err()
+		}
 		return zero, fmt.Errorf("limits: Redis did not answer within %v", f.timeout)
 	}
 }

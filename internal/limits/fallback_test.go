@@ -236,8 +236,11 @@ func TestFallbackRecovers(t *testing.T) {
 	}
 }
 
-// slowBudget, slowConcurrency and slowTokenQuota answer after a delay,
-// whatever their context says: as a Redis that answers too late.
+// slowBudget, slowConcurrency and slowTokenQuota are a Redis whose reply
+// comes late: the operation is done at once, and its reply arrives after
+// the delay — unless the context ends first, when the caller gets the
+// context's error, as from a client that honours deadlines (go-redis with
+// ContextTimeoutEnabled). What was done stays done in Redis.
 type (
 	slowBudget struct {
 		Budget
@@ -253,22 +256,41 @@ type (
 	}
 )
 
-// Debit debits after the delay.
+// lateReply waits for the delay or the end of ctx.
+func lateReply(ctx context.Context, delay time.Duration) error {
+	select {
+	case <-time.After(delay):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Debit debits, then replies after the delay.
 func (s slowBudget) Debit(ctx context.Context, key string, cost int) (Throttle, error) {
-	time.Sleep(s.delay)
-	return s.Budget.Debit(context.WithoutCancel(ctx), key, cost)
+	th, err := s.Budget.Debit(context.WithoutCancel(ctx), key, cost)
+	if werr := lateReply(ctx, s.delay); werr != nil {
+		return Throttle{}, werr
+	}
+	return th, err
 }
 
-// Acquire acquires after the delay.
+// Acquire acquires, then replies after the delay.
 func (s slowConcurrency) Acquire(ctx context.Context, user string) (func(), bool, error) {
-	time.Sleep(s.delay)
-	return s.Concurrency.Acquire(context.WithoutCancel(ctx), user)
+	release, ok, err := s.Concurrency.Acquire(context.WithoutCancel(ctx), user)
+	if werr := lateReply(ctx, s.delay); werr != nil {
+		return nil, false, werr
+	}
+	return release, ok, err
 }
 
-// Reserve reserves after the delay.
+// Reserve reserves, then replies after the delay.
 func (s slowTokenQuota) Reserve(ctx context.Context, user string, estimate int) (bool, int, error) {
-	time.Sleep(s.delay)
-	return s.TokenQuota.Reserve(context.WithoutCancel(ctx), user, estimate)
+	ok, remaining, err := s.TokenQuota.Reserve(context.WithoutCancel(ctx), user, estimate)
+	if werr := lateReply(ctx, s.delay); werr != nil {
+		return false, 0, werr
+	}
+	return ok, remaining, err
 }
 
 // TestFallbackLateUndone checks that what Redis does after the Fallback
