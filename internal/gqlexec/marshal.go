@@ -123,9 +123,10 @@ func MarshalData(m graphql.Marshaler) []byte {
 	return b.Bytes()
 }
 
-// ReleaseData gives data back for reuse by MarshalData. Call it only once
-// nothing refers to data any more (nor to the response holding it); data
-// need not come from MarshalData.
+// ReleaseData gives data back for reuse by MarshalData. Call it only with
+// data that MarshalData returned for one response, once nothing refers to
+// it any more (nor to the response holding it): bytes shared elsewhere
+// would be overwritten by the next response.
 func ReleaseData(data []byte) {
 	if cap(data) == 0 || cap(data) > maxPooledData {
 		return

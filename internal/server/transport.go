@@ -113,6 +113,12 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		})
 		return
 	}
+	if rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
+		writeResponse(w, media, http.StatusBadRequest, &graphql.Response{
+			Errors: gqlerror.List{requestError("subscriptions run over a WebSocket (graphql-transport-ws) or server-sent events (Accept: text/event-stream), not a plain HTTP request")},
+		})
+		return
+	}
 	cost, errs := t.ops.guard(prepCtx, rc)
 	if len(errs) > 0 {
 		status := refusalStatus(w, errs, http.StatusBadRequest)
@@ -123,8 +129,12 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	responses, ctx := exec.DispatchOperation(ctx, rc)
 	resp := withCost(responses(ctx), cost, rc)
 	writeResponse(w, media, http.StatusOK, resp)
-	// The data is written out and nothing else refers to it.
-	gqlexec.ReleaseData(resp.Data)
+	if rc.Operation != nil && rc.Operation.Operation == ast.Query {
+		// A query's data comes from gqlexec.MarshalData, is written out
+		// and nothing else refers to it. Nothing else may be recycled:
+		// other data can be shared (a subscription event's rendering).
+		gqlexec.ReleaseData(resp.Data)
+	}
 }
 
 // withCost reports an operation's cost in the response's extensions, with

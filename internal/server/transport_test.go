@@ -131,3 +131,20 @@ func TestProductionMode(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionOverPlainHTTPIsRefused: a subscription needs WebSocket or
+// SSE; a plain POST is refused before anything runs (its shared event
+// renderings must never be handed to a plain HTTP response either).
+func TestSubscriptionOverPlainHTTPIsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	conv := e.startConversation("alice")
+	id := e.ask("alice", conv, "q").Ask.Answer.ID
+	before := e.Store.Calls()
+	r := e.post("Bearer "+e.token("alice"), answerSubscription, map[string]any{"id": id})
+	if r.Status != 400 || len(r.codes()) != 1 || r.codes()[0] != "BAD_REQUEST" || r.Data != nil {
+		t.Errorf("status %d, body %s; want 400 BAD_REQUEST without data", r.Status, r.Body)
+	}
+	if e.Store.Calls() != before {
+		t.Error("the refused subscription reached the store")
+	}
+}
