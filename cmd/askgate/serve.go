@@ -155,7 +155,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		lrdb = redis.NewClient(opts)
 		defer lrdb.Close()
 	}
-	slots, tokenQuota := answerLimits(cfg, lrdb, log)
+	slots, tokenQuota, answerFallback := answerLimits(cfg, lrdb, log)
+	if answerFallback != nil {
+		defer answerFallback.Close()
+	}
 	gen := answers.New(answers.Options{
 		Store:         st,
 		LLM:           backend,
@@ -356,8 +359,9 @@ func (p redisPinger) Ping(ctx context.Context) error { return p.c.Ping(ctx).Err(
 
 // answerLimits returns the per-user limits of asking: concurrent answers
 // and LLM tokens per day (nil when off), on Redis when rdb is set (with
-// the in-process limits as a fallback while it does not answer).
-func answerLimits(cfg *config, rdb *redis.Client, log *slog.Logger) (limits.Concurrency, limits.TokenQuota) {
+// the in-process limits as a fallback while it does not answer; the
+// Fallback is returned, to be closed at the end).
+func answerLimits(cfg *config, rdb *redis.Client, log *slog.Logger) (limits.Concurrency, limits.TokenQuota, *limits.Fallback) {
 	var slots limits.Concurrency
 	var tokens limits.TokenQuota
 	var fb *limits.Fallback
@@ -376,5 +380,5 @@ func answerLimits(cfg *config, rdb *redis.Client, log *slog.Logger) (limits.Conc
 			tokens = fb.TokenQuota(limits.NewRedisTokenQuota(rdb, n, limits.RedisOptions{}), tokens)
 		}
 	}
-	return slots, tokens
+	return slots, tokens, fb
 }

@@ -262,19 +262,26 @@ func (m *Manager) Ask(ctx context.Context, owner string, ex *chat.Exchange, mode
 	if err != nil {
 		return false, err
 	}
+	// Until a generation owns them, the slot and the reservation go back
+	// on every way out, a panic included.
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			m.settle(owner, q, 0)
+		}
+	}()
 	ex.Question.Role, ex.Question.Status, ex.Question.AuthorID = chat.RoleUser, chat.StatusComplete, owner
 	ex.Answer.Role, ex.Answer.Status, ex.Answer.Model = chat.RoleAssistant, chat.StatusStreaming, model
 	if created, err = m.opts.Store.AddExchange(ctx, owner, ex); err != nil || !created {
-		m.settle(owner, q, 0)
 		return created, err
 	}
 	if err := m.opts.Log.Open(ctx, ex.Answer.ID); err != nil {
 		// Without a log nobody could watch the answer: end it now rather
 		// than leave it streaming.
-		m.settle(owner, q, 0)
 		m.finish(owner, ex.Answer, &strings.Builder{}, nil, "", chat.StatusFailed, "the answer could not be started")
 		return true, fmt.Errorf("opening the token log: %w", err)
 	}
+	handedOver = true
 	m.start(owner, ex.Answer, req, q)
 	return true, nil
 }
