@@ -258,6 +258,13 @@ func (m *Manager) Ask(ctx context.Context, owner string, ex *chat.Exchange, mode
 		}
 	}
 	req := chat.CompletionRequest{Model: model, Messages: m.prompt(history, ex.Question.Content), MaxTokens: m.opts.MaxTokens}
+	if ex.IdempotencyKey != "" {
+		// A retry returns the stored pair before the limits are asked:
+		// the first attempt's own slot must not refuse it.
+		if found, err := m.opts.Store.LoadExchange(ctx, owner, ex); err != nil || found {
+			return false, err
+		}
+	}
 	q, err := m.take(ctx, owner, req)
 	if err != nil {
 		return false, err

@@ -653,9 +653,16 @@ func testConcurrentAnswersCap(t *testing.T, slots limits.Concurrency) {
 		return ex, err
 	}
 	first := must(ask())
-	must(ask())
+	keyed := &chat.Exchange{IdempotencyKey: "k", Question: &chat.Message{ConversationID: f.conv.ID, Content: "q"}, Answer: &chat.Message{ConversationID: f.conv.ID}}
+	must(m.Ask(t.Context(), "alice", keyed, ""))
 	if _, err := ask(); chat.ErrorCode(err) != chat.CodeRateLimited {
 		t.Fatalf("third concurrent ask: %v, want RATE_LIMITED", err)
+	}
+	// A retry of an ask is not refused by the slot its first attempt
+	// holds: it gets the stored pair.
+	retry := &chat.Exchange{IdempotencyKey: "k", Question: &chat.Message{ConversationID: f.conv.ID, Content: "q"}, Answer: &chat.Message{ConversationID: f.conv.ID}}
+	if created, err := m.Ask(t.Context(), "alice", retry, ""); err != nil || created || retry.Answer.ID != keyed.Answer.ID {
+		t.Errorf("retry at the cap: created %v, %v, answer %s; want the first pair", created, err, retry.Answer.ID)
 	}
 	pages := must(f.Store.ListMessages(t.Context(), "alice", []string{f.conv.ID}, chat.Page{Limit: 10}))
 	if n := len(pages[0].Messages); n != 4 {

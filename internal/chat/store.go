@@ -72,6 +72,10 @@ type Store interface {
 	// ex.Answer with the stored pair (as they are now) and returns
 	// created false. ErrNotFound if the conversation is not owner's.
 	AddExchange(ctx context.Context, owner string, ex *Exchange) (created bool, err error)
+	// LoadExchange fills ex.Question and ex.Answer (and ex.Conversation,
+	// when set) with the pair that owner's ex.IdempotencyKey names, as
+	// they are now, and reports whether the key names one.
+	LoadExchange(ctx context.Context, owner string, ex *Exchange) (bool, error)
 	// UpdateAnswer writes a.Content, Status, Model, Usage, Error and
 	// CompletedAt to owner's answer a.ID, but only while the stored answer
 	// is STREAMING: it returns false (and changes nothing) when the

@@ -171,6 +171,15 @@ func (s *Store) insertExchange(ctx context.Context, owner, conv string, ex *chat
 	return tx.Commit()
 }
 
+// LoadExchange loads into ex the pair that owner's idempotency key
+// ex.IdempotencyKey names (see chat.Store).
+func (s *Store) LoadExchange(ctx context.Context, owner string, ex *chat.Exchange) (bool, error) {
+	if ex == nil || ex.IdempotencyKey == "" {
+		return false, nil
+	}
+	return s.loadExchange(ctx, owner, ex)
+}
+
 // loadExchange loads into ex the question and the answer that owner's
 // idempotency key ex.IdempotencyKey names, and their conversation if
 // ex.Conversation is set, and reports whether the key names any.

@@ -227,6 +227,20 @@ func testAddExchangeIdempotent(t *testing.T, s chat.Store) {
 	checkCounts(t, s, alice, []string{c.ID}, map[string]int{c.ID: 2})
 	checkConversation(t, getConversation(t, s, alice, c.ID), c) // not bumped
 
+	// LoadExchange finds the same pair, and writes nothing; an unknown
+	// key, and another owner's, name none.
+	loaded := newExchange(c.ID, "key-1")
+	if found, err := s.LoadExchange(ctx, alice, loaded); err != nil || !found {
+		t.Fatalf("LoadExchange = %v, %v; want true, nil", found, err)
+	}
+	checkMessages(t, []*chat.Message{loaded.Question, loaded.Answer}, want)
+	for owner, key := range map[string]string{alice: "no-such-key", bob: "key-1"} {
+		if found, err := s.LoadExchange(ctx, owner, newExchange(c.ID, key)); err != nil || found {
+			t.Errorf("LoadExchange(%s, %s) = %v, %v; want false, nil", owner, key, found, err)
+		}
+	}
+	checkCounts(t, s, alice, []string{c.ID}, map[string]int{c.ID: 2})
+
 	// The key names that pair whatever the conversation of the retry,
 	// even one that does not exist.
 	other := mustCreate(t, s, &chat.Conversation{OwnerID: alice})
