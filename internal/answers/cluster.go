@@ -126,10 +126,13 @@ func (m *Manager) sweep(ctx context.Context) (int, error) {
 	if err != nil || len(refs) == 0 {
 		return 0, err
 	}
+	// The answers this instance does not generate itself.
 	m.mu.Lock()
-	ids := make([]string, 0, len(refs))
+	var others []chat.AnswerRef
+	var ids []string
 	for _, r := range refs {
 		if m.jobs[r.ID] == nil {
+			others = append(others, r)
 			ids = append(ids, r.ID)
 		}
 	}
@@ -139,8 +142,8 @@ func (m *Manager) sweep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	for _, r := range refs {
-		if alive[r.ID] || !contains(ids, r.ID) {
+	for _, r := range others {
+		if alive[r.ID] {
 			continue
 		}
 		ok, err := m.takeOver(ctx, r.OwnerID, r.ID, chat.StatusFailed, ErrMessageInterrupted)
@@ -153,15 +156,6 @@ func (m *Manager) sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 // takeOver ends owner's answer id, which no instance generates any more,

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"askgate/internal/redistest"
 )
 
 // closedAddr returns an address on which nothing listens.
@@ -174,8 +176,8 @@ func TestFallbackRecovers(t *testing.T) {
 	ctx := context.Background()
 	direct := redisTestClient(t)
 	prefix := redisTestPrefix(t, direct)
-	proxy := startSwitchProxy(t, redisTestAddr)
-	client := redis.NewClient(&redis.Options{Addr: proxy.addr(), MaxRetries: -1, DialTimeout: time.Second})
+	proxy := redistest.StartProxy(t, redisTestAddr)
+	client := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	defer client.Close()
 	rate := Rate{Events: 1, Per: time.Hour, Burst: 3}
 	opts := RedisOptions{Prefix: prefix}
@@ -201,7 +203,7 @@ func TestFallbackRecovers(t *testing.T) {
 		t.Fatalf("B's first request = %+v, want allowed, 1 remaining (shared with A)", d)
 	}
 
-	proxy.setDown(true)
+	proxy.SetDown(true)
 	if d := allow(a); !d.Allowed || d.Remaining != 2 {
 		t.Fatalf("A's request with Redis gone = %+v, want allowed by a fresh local limit (2 remaining)", d)
 	}
@@ -217,7 +219,7 @@ func TestFallbackRecovers(t *testing.T) {
 		t.Fatal("Degraded() = false after a failed probe")
 	}
 
-	proxy.setDown(false)
+	proxy.SetDown(false)
 	time.Sleep(150 * time.Millisecond) // past the next probe time
 	if d := allow(a); !d.Allowed || d.Remaining != 0 {
 		t.Fatalf("A's request with Redis back = %+v, want allowed by Redis, 0 remaining", d)

@@ -3,9 +3,7 @@ package limits
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -82,78 +80,6 @@ func (realClock) Now() time.Time { return time.Now() }
 
 // Advance sleeps d.
 func (realClock) Advance(d time.Duration) { time.Sleep(d) }
-
-// switchProxy forwards TCP connections to a backend while up; while down,
-// it closes every connection it has and every new one at once (as a Redis
-// that has gone away).
-type switchProxy struct {
-	l       net.Listener
-	backend string
-
-	mu    sync.Mutex
-	down  bool
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-// startSwitchProxy starts a proxy to backend, up, closed when the test
-// ends.
-func startSwitchProxy(t *testing.T, backend string) *switchProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &switchProxy{l: l, backend: backend}
-	p.wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			down := p.down
-			p.mu.Unlock()
-			if down {
-				c.Close()
-				continue
-			}
-			b, err := net.Dial("tcp", backend)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, b)
-			p.mu.Unlock()
-			p.wg.Go(func() { io.Copy(b, c); b.Close() })
-			p.wg.Go(func() { io.Copy(c, b); c.Close() })
-		}
-	})
-	t.Cleanup(func() {
-		p.l.Close()
-		p.setDown(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-// addr returns the proxy's address.
-func (p *switchProxy) addr() string { return p.l.Addr().String() }
-
-// setDown cuts every connection and refuses new ones when down, and
-// forwards new connections again when not.
-func (p *switchProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.conns = nil
-	}
-}
 
 // logBuffer is a concurrency-safe buffer for a test's slog output.
 type logBuffer struct {

@@ -43,16 +43,12 @@ func (s *Server) graphqlHandler() http.Handler {
 	schema := resolvers.NewSchema(s.resolver())
 	srv := handler.New(schema)
 	srv.AddTransport(transport.Options{})
-	timeout := s.deps.RequestTimeout
-	if timeout <= 0 {
-		timeout = DefaultRequestTimeout
-	}
 	s.schema = schema
 	s.apq = s.newAPQ()
 	for _, t := range s.liveTransports() {
 		srv.AddTransport(t)
 	}
-	srv.AddTransport(httpTransport{timeout: timeout, ops: s})
+	srv.AddTransport(httpTransport{timeout: s.requestTimeout(), ops: s})
 	srv.SetQueryCache(s.documents)
 	srv.SetParserTokenLimit(s.deps.Limits.ParserTokenLimit())
 	if s.deps.Development {

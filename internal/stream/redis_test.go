@@ -672,8 +672,8 @@ func TestRedisUnreachable(t *testing.T) {
 func TestRedisConnectionLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	proxy := startTCPProxy(t, redisTestAddr)
-	client := redis.NewClient(&redis.Options{Addr: proxy.addr(), DialTimeout: time.Second, MaxRetries: -1})
+	proxy := redistest.StartProxy(t, redisTestAddr)
+	client := redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialTimeout: time.Second, MaxRetries: -1})
 	defer client.Close()
 	cleaner := redisTestClient(t, redis.Options{})
 	r := NewRedis(client, RedisOptions{Prefix: redisTestPrefix(t, cleaner), BlockTimeout: time.Minute})
@@ -694,7 +694,7 @@ func TestRedisConnectionLost(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	proxy.cut()
+	proxy.SetDown(true)
 	select {
 	case err := <-got:
 		if err == nil || errors.Is(err, context.DeadlineExceeded) {
@@ -711,55 +711,3 @@ func TestRedisConnectionLost(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards connections to a backend until cut.
-type tcpProxy struct {
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-// startTCPProxy starts a proxy to backend, cut when the test ends.
-func startTCPProxy(t *testing.T, backend string) *tcpProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{l: l}
-	p.wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", backend)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, b)
-			p.mu.Unlock()
-			p.wg.Go(func() { io.Copy(b, c); b.Close() })
-			p.wg.Go(func() { io.Copy(c, b); c.Close() })
-		}
-	})
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.l.Addr().String() }
-
-// cut closes the listener and every connection, and waits for the
-// forwarding goroutines.
-func (p *tcpProxy) cut() {
-	p.l.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-	p.mu.Unlock()
-	p.wg.Wait()
-}
