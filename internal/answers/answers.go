@@ -314,9 +314,7 @@ func (m *Manager) take(ctx context.Context, owner string, req chat.CompletionReq
 		if estimate <= 0 {
 			estimate = CompletionEstimate
 		}
-		for _, msg := range req.Messages {
-			estimate += EstimateTokens(msg.Content)
-		}
+		estimate += promptTokens(req.Messages)
 		ok, _, err := t.Reserve(ctx, owner, estimate)
 		switch {
 		case err != nil:
@@ -393,6 +391,15 @@ func (m *Manager) prompt(history []*chat.Message, question string) []chat.Prompt
 // EstimateTokens estimates the tokens of s: about 4 bytes of English text
 // make a token.
 func EstimateTokens(s string) int { return (len(s) + 3) / 4 }
+
+// promptTokens estimates the tokens of a prompt.
+func promptTokens(msgs []chat.PromptMessage) int {
+	n := 0
+	for _, m := range msgs {
+		n += EstimateTokens(m.Content)
+	}
+	return n
+}
 
 // start runs the generation of answer in its own goroutine.
 func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionRequest, q quota) {
@@ -496,11 +503,7 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 	if usage != nil {
 		return usage.TotalTokens
 	}
-	used := EstimateTokens(content.String())
-	for _, msg := range req.Messages {
-		used += EstimateTokens(msg.Content)
-	}
-	return used
+	return EstimateTokens(content.String()) + promptTokens(req.Messages)
 }
 
 // checkpoint saves the content of a growing answer. It reports false when

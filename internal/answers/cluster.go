@@ -280,11 +280,11 @@ func (m *Manager) cancelRemote(ctx context.Context, owner string, a *chat.Messag
 // cancelRemoteConversation asks the cluster's instances to stop the
 // answers of owner's conversation that are streaming elsewhere.
 func (m *Manager) cancelRemoteConversation(ctx context.Context, owner, conversationID string) {
-	pages, err := m.opts.Store.ListMessages(ctx, owner, []string{conversationID}, chat.Page{Limit: chat.MaxPageSize, Backward: true})
-	if err != nil || len(pages) == 0 {
+	msgs, err := m.history(ctx, owner, conversationID)
+	if err != nil {
 		return
 	}
-	for _, msg := range pages[0].Messages {
+	for _, msg := range msgs {
 		if msg.Role != chat.RoleAssistant || msg.Status != chat.StatusStreaming {
 			continue
 		}

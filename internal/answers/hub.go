@@ -2,6 +2,8 @@ package answers
 
 import (
 	"context"
+	"errors"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -136,7 +138,7 @@ func (m *Manager) joinHub(ctx context.Context, owner, id string, after int) (<-c
 		r, err := m.opts.Log.Read(hctx, id, after)
 		if err != nil {
 			cancel()
-			if errorsIsNotFound(err) {
+			if errors.Is(err, chat.ErrLogNotFound) {
 				return nil, false, nil
 			}
 			return nil, false, err
@@ -217,7 +219,7 @@ func (h *hub) run(ctx context.Context, r chat.TokenReader) {
 			return
 		}
 		if err != nil {
-			if ctx.Err() == nil && !errorsIsEOF(err) {
+			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
 				h.m.log.WarnContext(ctx, "reading an answer's token log failed", "answer_id", h.id, "error", err.Error())
 			}
 			h.abandon()

@@ -58,7 +58,7 @@ func (m *Manager) Watch(ctx context.Context, owner, id string, after int) (<-cha
 			return nil, err
 		}
 		if ok {
-			return claimRelay(ctx, out), nil
+			return out, nil // joinHub has claimed the relay
 		}
 	}
 	r, err := m.opts.Log.Read(ctx, id, after)
@@ -183,12 +183,6 @@ func (m *Manager) next(ctx context.Context, owner, id string, r chat.TokenReader
 		}
 	}
 }
-
-// errorsIsNotFound reports whether err is the log's ErrLogNotFound.
-func errorsIsNotFound(err error) bool { return errors.Is(err, chat.ErrLogNotFound) }
-
-// errorsIsEOF reports whether err is io.EOF.
-func errorsIsEOF(err error) bool { return errors.Is(err, io.EOF) }
 
 // awaitFinal waits, reading the store, for an answer whose log can no
 // longer tell its end, and sends its terminal event.

@@ -47,12 +47,6 @@ func (c *documentCache) Add(_ context.Context, query string, doc *ast.QueryDocum
 	c.lru.Add(sha256.Sum256([]byte(query)), doc)
 }
 
-// Contains reports whether query is cached, without counting a lookup or
-// refreshing its place.
-func (c *documentCache) Contains(query string) bool {
-	return c.lru.Contains(sha256.Sum256([]byte(query)))
-}
-
 // Peek returns query's cached document, without counting a lookup or
 // refreshing its place.
 func (c *documentCache) Peek(query string) (*ast.QueryDocument, bool) {

@@ -12,13 +12,14 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"askgate/internal/auth"
+	"askgate/internal/chat"
 	"askgate/internal/limits"
 	"askgate/internal/server/subscriptions"
 )
 
 // codeRateLimited is the code of an operation refused by the request rate
 // or the cost budget (HTTP 429 with Retry-After).
-const codeRateLimited = "RATE_LIMITED"
+const codeRateLimited = string(chat.CodeRateLimited)
 
 // globalKey is the key of the global request rate.
 const globalKey = "global"

@@ -113,7 +113,7 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		})
 		return
 	}
-	if rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
+	if isSubscription(rc) {
 		writeResponse(w, media, http.StatusBadRequest, &graphql.Response{
 			Errors: gqlerror.List{requestError("subscriptions run over a WebSocket (graphql-transport-ws) or server-sent events (Accept: text/event-stream), not a plain HTTP request")},
 		})

@@ -710,4 +710,3 @@ func TestRedisConnectionLost(t *testing.T) {
 		t.Errorf("errors took %v", d)
 	}
 }
-

@@ -38,6 +38,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"askgate/internal/chat"
 )
 
 // Operations are the server's checks around gqlgen's parsing and
@@ -69,11 +71,13 @@ type Authenticator func(ctx context.Context, r *http.Request, payload map[string
 // Error codes this package puts in extensions.code; the values are the
 // contract's (see internal/chat).
 const (
-	codeRateLimited     = "RATE_LIMITED"
-	codeUnauthenticated = "UNAUTHENTICATED"
-	codeBadRequest      = "BAD_REQUEST"
-	codeForbidden       = "FORBIDDEN"
-	codeInternal        = "INTERNAL_SERVER_ERROR"
+	codeRateLimited     = string(chat.CodeRateLimited)
+	codeUnauthenticated = string(chat.CodeUnauthenticated)
+	codeForbidden       = string(chat.CodeForbidden)
+	codeInternal        = string(chat.CodeInternal)
+	// codeBadRequest is the code of a request that is not a GraphQL
+	// request (an addition to the contract's codes).
+	codeBadRequest = "BAD_REQUEST"
 	// codeUnavailable is the code of a refusal while the server shuts
 	// down (an addition to the contract's codes).
 	codeUnavailable = "SERVICE_UNAVAILABLE"
