@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,7 +68,11 @@ func (testOps) Prepare(ctx context.Context, p *graphql.RawParams) (context.Conte
 	return ctx, nil
 }
 
+// guards counts the operations testOps.Guard saw (charged, in askgate).
+var guards atomic.Int64
+
 func (testOps) Guard(_ context.Context, oc *graphql.OperationContext) (int, gqlerror.List) {
+	guards.Add(1)
 	if oc.Operation != nil && oc.Operation.Name == "Expensive" {
 		return 1000, gqlerror.List{codedError("COST_LIMIT", "the operation costs 1000, over the limit of 100")}
 	}

@@ -112,11 +112,18 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: begin, End: graphql.Now()}
 
-	oc, refusal := start(ctx, exec, t.Ops, params)
-	if oc != nil && r.Method == http.MethodGet && oc.Operation != nil && oc.Operation.Operation == ast.Mutation {
-		w.Header().Set("Allow", http.MethodPost)
-		writeJSONError(w, http.StatusMethodNotAllowed, codeBadRequest, "GET cannot run mutations; send them with POST")
-		return
+	// A GET mutation is refused before anything is charged for it.
+	allow := func(oc *graphql.OperationContext) bool {
+		if r.Method == http.MethodGet && oc.Operation != nil && oc.Operation.Operation == ast.Mutation {
+			w.Header().Set("Allow", http.MethodPost)
+			writeJSONError(w, http.StatusMethodNotAllowed, codeBadRequest, "GET cannot run mutations; send them with POST")
+			return false
+		}
+		return true
+	}
+	oc, refusal := start(ctx, exec, t.Ops, params, allow)
+	if oc == nil && refusal == nil {
+		return // allow answered
 	}
 
 	// The stream is accepted.

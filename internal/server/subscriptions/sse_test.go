@@ -182,6 +182,12 @@ func TestSSEBadRequests(t *testing.T) {
 	h := newHarness(t, nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			guarded := guards.Load()
+			defer func() {
+				if n := guards.Load() - guarded; n != 0 {
+					t.Errorf("a refused request was guarded (charged) %d times", n)
+				}
+			}()
 			req, _ := http.NewRequest(tt.method, h.http.URL+"/graphql?"+tt.query, strings.NewReader(tt.body))
 			req.Header.Set("Accept", "text/event-stream")
 			if tt.contentType != "" {

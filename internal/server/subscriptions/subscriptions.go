@@ -91,7 +91,11 @@ func codedError(code, msg string) *gqlerror.Error {
 // start runs everything that precedes execution: ops.Prepare, gqlgen's
 // parsing and validation, then ops.Guard. It returns the operation to
 // dispatch, or the response (presented errors) that refuses it.
-func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, params *graphql.RawParams) (*graphql.OperationContext, *graphql.Response) {
+//
+// allow, when not nil, sees the parsed operation before Guard charges it
+// (rate, cost budget, persisted-query registration): when it returns
+// false it has answered the request itself, and start returns nil, nil.
+func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, params *graphql.RawParams, allow func(*graphql.OperationContext) bool) (*graphql.OperationContext, *graphql.Response) {
 	prepCtx := ctx
 	if ops != nil {
 		var errs gqlerror.List
@@ -106,6 +110,9 @@ func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, para
 			errCtx = graphql.WithOperationContext(ctx, oc)
 		}
 		return nil, exec.DispatchError(errCtx, errs)
+	}
+	if allow != nil && !allow(oc) {
+		return nil, nil
 	}
 	if ops != nil {
 		cost, errs := ops.Guard(prepCtx, oc)

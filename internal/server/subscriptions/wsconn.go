@@ -645,7 +645,7 @@ func (c *wsConn) run(ctx context.Context, op *wsOperation, params *graphql.RawPa
 		}
 	}()
 
-	oc, refusal := start(ctx, c.exec, c.t.Ops, params)
+	oc, refusal := start(ctx, c.exec, c.t.Ops, params, nil)
 	if refusal != nil {
 		if c.release(op) {
 			c.sendErrors(op, refusal.Errors)
