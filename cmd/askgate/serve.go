@@ -208,7 +208,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		lcfg.Redis = lrdb
 	}
 	deps.RequestLimits = server.NewRequestLimits(lcfg, log)
-	if lcfg.Rate.Events > 0 || lcfg.Global.Events > 0 || lcfg.Budget.Size > 0 {
+	if lcfg.Enabled() {
 		off := func(set bool, v fmt.Stringer) string {
 			if !set {
 				return "off"

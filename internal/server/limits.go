@@ -58,11 +58,16 @@ type RequestLimitsConfig struct {
 	Fallback limits.FallbackOptions
 }
 
+// Enabled reports whether c switches any limit on.
+func (c RequestLimitsConfig) Enabled() bool {
+	return c.Rate.Events > 0 || c.Global.Events > 0 || c.Budget.Size > 0
+}
+
 // NewRequestLimits returns the limits configured by c, on Redis (wrapped
 // in one limits.Fallback) when c.Redis is set and in process otherwise.
 func NewRequestLimits(c RequestLimitsConfig, log *slog.Logger) RequestLimits {
 	var rl RequestLimits
-	if c.Rate.Events == 0 && c.Global.Events == 0 && c.Budget.Size == 0 {
+	if !c.Enabled() {
 		return rl
 	}
 	var fb *limits.Fallback

@@ -123,11 +123,11 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	if len(errs) > 0 {
 		status := refusalStatus(w, errs, http.StatusBadRequest)
 		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
-		writeResponse(w, media, status, withCost(resp, cost, rc))
+		writeResponse(w, media, status, subscriptions.WithCost(resp, cost, rc))
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
-	resp := withCost(responses(ctx), cost, rc)
+	resp := subscriptions.WithCost(responses(ctx), cost, rc)
 	writeResponse(w, media, http.StatusOK, resp)
 	if rc.Operation != nil && rc.Operation.Operation == ast.Query {
 		// A query's data comes from gqlexec.MarshalData, is written out
@@ -135,21 +135,6 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		// other data can be shared (a subscription event's rendering).
 		gqlexec.ReleaseData(resp.Data)
 	}
-}
-
-// withCost reports an operation's cost in the response's extensions, with
-// the viewer's cost budget after its debit (throttleStatus) when a budget
-// is in force.
-func withCost(resp *graphql.Response, cost int, oc *graphql.OperationContext) *graphql.Response {
-	if resp.Extensions == nil {
-		resp.Extensions = make(map[string]any, 1)
-	}
-	ext := map[string]any{"requestedQueryCost": cost}
-	if ts := oc.Stats.GetExtension(subscriptions.ThrottleStatsKey); ts != nil {
-		ext["throttleStatus"] = ts
-	}
-	resp.Extensions["cost"] = ext
-	return resp
 }
 
 // negotiate picks the response media type from an Accept header: the

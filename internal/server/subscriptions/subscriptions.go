@@ -117,7 +117,7 @@ func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, para
 	if ops != nil {
 		cost, errs := ops.Guard(prepCtx, oc)
 		if len(errs) > 0 {
-			return nil, withCost(exec.DispatchError(graphql.WithOperationContext(ctx, oc), errs), cost, oc)
+			return nil, WithCost(exec.DispatchError(graphql.WithOperationContext(ctx, oc), errs), cost, oc)
 		}
 		oc.Stats.SetExtension(costStatsKey, cost)
 	}
@@ -176,7 +176,7 @@ func dispatch(ctx context.Context, exec graphql.GraphExecutor, oc *graphql.Opera
 			return nil
 		}
 		if first && hasCost {
-			withCost(resp, cost, oc)
+			WithCost(resp, cost, oc)
 		}
 		first = false
 		return resp
@@ -213,9 +213,9 @@ func encodeResult(typ, id string, resp *graphql.Response) ([]byte, error) {
 // cost budget is in force.
 const ThrottleStatsKey = "askgate.throttle"
 
-// withCost reports cost, and the cost budget's state when oc has one, in
+// WithCost reports cost, and the cost budget's state when oc has one, in
 // resp's extensions.
-func withCost(resp *graphql.Response, cost int, oc *graphql.OperationContext) *graphql.Response {
+func WithCost(resp *graphql.Response, cost int, oc *graphql.OperationContext) *graphql.Response {
 	if resp.Extensions == nil {
 		resp.Extensions = make(map[string]any, 1)
 	}
