@@ -208,6 +208,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		lcfg.Redis = lrdb
 	}
 	deps.RequestLimits = server.NewRequestLimits(lcfg, log)
+	if answerFallback != nil {
+		deps.AnswerLimitsDegraded = answerFallback.Degraded
+	}
 	if lcfg.Enabled() {
 		off := func(set bool, v fmt.Stringer) string {
 			if !set {

@@ -24,6 +24,9 @@ type impl struct {
 	rate   func(Rate) RateLimiter
 	budget func(Bucket) Budget
 	conc   func(max int) Concurrency
+	// gate returns a Gate of its own: its global key is not shared
+	// with any other test's.
+	gate func(t *testing.T, c GateConfig) Gate
 	// tokens gets a clock of its own: days are the client's, so a fake
 	// clock works for Redis too.
 	tokens func(limit int, now func() time.Time) TokenQuota
@@ -43,6 +46,7 @@ func impls(t *testing.T) []impl {
 			rate:   func(r Rate) RateLimiter { return NewLocalRate(r, local) },
 			budget: func(b Bucket) Budget { return NewLocalBudget(b, local) },
 			conc:   func(max int) Concurrency { return NewLocalConcurrency(max) },
+			gate:   func(_ *testing.T, c GateConfig) Gate { return NewLocalGate(c, local) },
 			tokens: func(limit int, now func() time.Time) TokenQuota {
 				return NewLocalTokenQuota(limit, LocalOptions{Now: now})
 			},
@@ -54,6 +58,9 @@ func impls(t *testing.T) []impl {
 			rate:   func(r Rate) RateLimiter { return NewRedisRate(client, r, opts) },
 			budget: func(b Bucket) Budget { return NewRedisBudget(client, b, opts) },
 			conc:   func(max int) Concurrency { return NewRedisConcurrency(client, max, opts) },
+			gate: func(t *testing.T, c GateConfig) Gate {
+				return NewRedisGate(client, c, RedisOptions{Prefix: redisTestPrefix(t, client)})
+			},
 			tokens: func(limit int, now func() time.Time) TokenQuota {
 				o := opts
 				o.Now = now

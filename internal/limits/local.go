@@ -64,11 +64,37 @@ func NewLocalRate(rate Rate, opts LocalOptions) *LocalRate {
 
 // Allow counts a request of key and reports whether it may go ahead.
 func (l *LocalRate) Allow(_ context.Context, key string) (Decision, error) {
-	emission := l.rate.emission()
-	burstOffset := emission * time.Duration(l.rate.burst())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.opts.now()
+	d, tat := l.decideLocked(key, now)
+	if d.Allowed {
+		l.setLocked(key, tat, now)
+	}
+	return d, nil
+}
+
+// decide returns what Allow would decide for key at now, and the
+// theoretical arrival time to set when it allows the request, without
+// counting it.
+func (l *LocalRate) decide(key string, now time.Time) (Decision, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.decideLocked(key, now)
+}
+
+// set counts a request that decide allowed: key's theoretical arrival
+// time becomes tat.
+func (l *LocalRate) set(key string, tat, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.setLocked(key, tat, now)
+}
+
+// decideLocked is decide with l.mu held.
+func (l *LocalRate) decideLocked(key string, now time.Time) (Decision, time.Time) {
+	emission := l.rate.emission()
+	burstOffset := emission * time.Duration(l.rate.burst())
 	tat, ok := l.tat[key]
 	if !ok || tat.Before(now) {
 		tat = now
@@ -77,9 +103,14 @@ func (l *LocalRate) Allow(_ context.Context, key string) (Decision, error) {
 	diff := now.Sub(newTAT.Add(-burstOffset))
 	remaining := float64(diff) / float64(emission)
 	if remaining < 0 {
-		return Decision{RetryAfter: -diff, ResetAfter: tat.Sub(now)}, nil
+		return Decision{RetryAfter: -diff, ResetAfter: tat.Sub(now)}, time.Time{}
 	}
-	l.tat[key] = newTAT
+	return Decision{Allowed: true, Remaining: int(remaining), ResetAfter: newTAT.Sub(now)}, newTAT
+}
+
+// setLocked is set with l.mu held.
+func (l *LocalRate) setLocked(key string, tat, now time.Time) {
+	l.tat[key] = tat
 	if l.sweep.due(len(l.tat)) {
 		for k, t := range l.tat {
 			if !t.After(now) {
@@ -88,7 +119,6 @@ func (l *LocalRate) Allow(_ context.Context, key string) (Decision, error) {
 		}
 		l.sweep.swept(len(l.tat))
 	}
-	return Decision{Allowed: true, Remaining: int(remaining), ResetAfter: newTAT.Sub(now)}, nil
 }
 
 // LocalBudget is a Budget in process. It is safe for concurrent use; the
@@ -130,10 +160,33 @@ func (l *LocalBudget) Refund(_ context.Context, key string, amount int) (Throttl
 // apply debits cost points from key's bucket, or refunds -cost when cost is
 // negative, as the Redis script does.
 func (l *LocalBudget) apply(key string, cost int) Throttle {
-	size, rate := float64(l.bucket.Size), float64(l.bucket.RestoreRate)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.opts.now()
+	t, b := l.decideLocked(key, cost, now)
+	l.storeLocked(key, b, now)
+	return t
+}
+
+// decide returns what a debit of cost points (a refund when negative)
+// from key's bucket at now gives, and the bucket's state afterwards (as
+// it was, when the debit is refused), without storing it.
+func (l *LocalBudget) decide(key string, cost int, now time.Time) (Throttle, localBucket) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.decideLocked(key, cost, now)
+}
+
+// store records b as key's bucket at now.
+func (l *LocalBudget) store(key string, b localBucket, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.storeLocked(key, b, now)
+}
+
+// decideLocked is decide with l.mu held.
+func (l *LocalBudget) decideLocked(key string, cost int, now time.Time) (Throttle, localBucket) {
+	size, rate := float64(l.bucket.Size), float64(l.bucket.RestoreRate)
 	b, ok := l.buckets[key]
 	if !ok {
 		b = localBucket{available: size, last: now}
@@ -153,6 +206,12 @@ func (l *LocalBudget) apply(key string, cost int) Throttle {
 		b.available = math.Min(size, b.available-c)
 	}
 	t.CurrentlyAvailable = int(math.Floor(b.available))
+	return t, b
+}
+
+// storeLocked is store with l.mu held.
+func (l *LocalBudget) storeLocked(key string, b localBucket, now time.Time) {
+	size, rate := float64(l.bucket.Size), float64(l.bucket.RestoreRate)
 	if b.available >= size {
 		delete(l.buckets, key) // a full bucket is no bucket
 	} else {
@@ -166,7 +225,6 @@ func (l *LocalBudget) apply(key string, cost int) Throttle {
 		}
 		l.sweep.swept(len(l.buckets))
 	}
-	return t
 }
 
 // LocalConcurrency is a Concurrency in process. It is safe for concurrent

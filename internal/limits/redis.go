@@ -151,41 +151,54 @@ func (c rateKeys) Del(ctx context.Context, keys ...string) *redis.IntCmd {
 // holds the points available and the time (ms, Redis's clock) they were
 // counted; it expires ARGV[4] ms after the bucket would be full again, and
 // a full bucket is deleted: no hash is a full bucket.
-var budgetScript = redis.NewScript(redisTimeMS + `
-local key = KEYS[1]
+var budgetScript = redis.NewScript(redisTimeMS + bucketLua + `
 local size = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local margin = tonumber(ARGV[4])
-local state = redis.call('HMGET', key, 'available', 'at')
-local available = tonumber(state[1])
-local at = tonumber(state[2])
-if available == nil or at == nil then
-  available = size
-  at = now
-end
-if now > at then
-  available = math.min(size, available + (now - at) * rate / 1000)
-  at = now
-end
-local allowed = 1
-local retry = 0
-if cost > available then
-  allowed = 0
-  if cost <= size then
-    retry = math.ceil((cost - available) * 1000 / rate - 1e-9)
-  end
-else
-  available = math.min(size, available - cost)
-end
-if available >= size then
-  redis.call('DEL', key)
-else
-  redis.call('HSET', key, 'available', tostring(available), 'at', at)
-  redis.call('PEXPIRE', key, math.ceil((size - available) * 1000 / rate) + margin)
-end
+local allowed, available, at, retry = bucket_debit(KEYS[1], size, rate, tonumber(ARGV[3]))
+bucket_store(KEYS[1], size, rate, available, at, tonumber(ARGV[4]))
 return {allowed, tostring(available), retry}
 `)
+
+// bucketLua defines the Lua functions of a cost budget's bucket, in a hash
+// of the points available and the time (ms, Redis's clock, in now) they
+// were counted; no hash is a full bucket. bucket_debit(key, size, rate,
+// cost) restores the bucket to now and takes cost points if they are all
+// available (gives -cost back when negative), returning {allowed (1/0),
+// available, at, retry after in ms}, without writing; bucket_store(key,
+// size, rate, available, at, margin) writes the result, deleting a full
+// bucket and making the hash expire margin ms after it would be full.
+const bucketLua = `
+local function bucket_debit(key, size, rate, cost)
+  local state = redis.call('HMGET', key, 'available', 'at')
+  local available = tonumber(state[1])
+  local at = tonumber(state[2])
+  if available == nil or at == nil then
+    available = size
+    at = now
+  end
+  if now > at then
+    available = math.min(size, available + (now - at) * rate / 1000)
+    at = now
+  end
+  if cost > available then
+    local retry = 0
+    if cost <= size then
+      retry = math.ceil((cost - available) * 1000 / rate - 1e-9)
+    end
+    return 0, available, at, retry
+  end
+  return 1, math.min(size, available - cost), at, 0
+end
+
+local function bucket_store(key, size, rate, available, at, margin)
+  if available >= size then
+    redis.call('DEL', key)
+  else
+    redis.call('HSET', key, 'available', tostring(available), 'at', at)
+    redis.call('PEXPIRE', key, math.ceil((size - available) * 1000 / rate) + margin)
+  end
+end
+`
 
 // budgetMargin is how long a bucket's hash outlives the time it takes to
 // fill, in milliseconds.

@@ -73,21 +73,23 @@ func Cost(schema *ast.Schema, doc *ast.QueryDocument, op *ast.OperationDefinitio
 	if schema == nil || op == nil {
 		return 0
 	}
-	var root *ast.Definition
-	switch op.Operation {
-	case ast.Mutation:
-		root = schema.Mutation
-	case ast.Subscription:
-		root = schema.Subscription
-	default:
-		root = schema.Query
-	}
 	c := coster{schema: schema, doc: doc, op: op, vars: vars}
-	cost := c.selection([]ast.SelectionSet{op.SelectionSet}, root, 0, sizing{})
+	cost := c.selection([]ast.SelectionSet{op.SelectionSet}, rootType(schema, op), 0, sizing{})
 	if c.exhausted {
 		return ceiling
 	}
 	return cost
+}
+
+// rootType returns the type of op's root selection.
+func rootType(schema *ast.Schema, op *ast.OperationDefinition) *ast.Definition {
+	switch op.Operation {
+	case ast.Mutation:
+		return schema.Mutation
+	case ast.Subscription:
+		return schema.Subscription
+	}
+	return schema.Query
 }
 
 // CheckCost refuses an operation whose cost is over max, with COST_LIMIT
@@ -209,13 +211,7 @@ func (c *coster) field(g *fieldGroup, parent *ast.Definition, depth int) int {
 	if f.Name == "__typename" {
 		return 0
 	}
-	var def *ast.FieldDefinition
-	if parent != nil {
-		def = parent.Fields.ForName(f.Name)
-	}
-	if def == nil {
-		def = f.Definition
-	}
+	def := g.definition(parent)
 	if def == nil { // an unknown field: an object when it has a selection
 		if !g.hasSelection() {
 			return 0
@@ -512,6 +508,17 @@ type fieldGroup struct {
 	key   string
 	first *ast.Field
 	more  []*ast.Field
+}
+
+// definition returns the definition of g's field on parent (nil when
+// unknown), else the one validation gave it.
+func (g *fieldGroup) definition(parent *ast.Definition) *ast.FieldDefinition {
+	if parent != nil {
+		if def := parent.Fields.ForName(g.first.Name); def != nil {
+			return def
+		}
+	}
+	return g.first.Definition
 }
 
 func (g *fieldGroup) hasSelection() bool {

@@ -185,25 +185,23 @@ func (s *Server) logError(ctx context.Context, err error, code chat.Code) {
 }
 
 // prepare readies a request's parameters before gqlgen parses and
-// validates them, and refuses what must not get that far. In order: the
-// viewer's request rate and the global one (RATE_LIMITED), trusted documents (a manifest id gives the document; persisted-only mode
+// validates them, and refuses what must not get that far. In order:
+// trusted documents (a manifest id gives the document; persisted-only mode
 // refuses anything else), automatic persisted queries (a hash gives the
-// document), then the document limits — size and tokens before parsing,
-// and depth, aliases, root fields, directives and fields before
-// validation, which an abusive document makes expensive. Every limit
-// exceeded is reported together. A document already in the cache passed
-// these checks when it was first parsed. It returns the context that
-// carries the persisted-query state, for guard.
+// document), then, for a document not in the cache, the viewer's request
+// rate and the global one (RATE_LIMITED) and the document limits — size
+// and tokens before parsing, and depth, aliases, root fields, directives
+// and fields before validation, which an abusive document makes
+// expensive. Every limit exceeded is reported together. A document
+// already in the cache passed these checks when it was first parsed; its
+// request is counted against the rates by guard, with its cost. It
+// returns the context that carries the persisted-query state, for guard.
 //
 // Every transport calls prepare, then exec.CreateOperationContext, then
 // guard, before it executes an operation.
 func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Context, gqlerror.List) {
 	pre := &graphql.OperationContext{RawQuery: p.Query, OperationName: p.OperationName, Extensions: p.Extensions, Headers: p.Headers}
 	ctx = graphql.WithOperationContext(ctx, pre)
-	// The request rates come first: a refused request costs nothing more.
-	if err := s.checkRate(ctx); err != nil {
-		return ctx, gqlerror.List{err}
-	}
 	if t := s.deps.Trusted; t != nil {
 		if err := t.MutateOperationParameters(ctx, p); err != nil {
 			return ctx, gqlerror.List{err}
@@ -218,8 +216,15 @@ func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Con
 	if doc, ok := s.documents.Peek(p.Query); ok {
 		// The document passed the size and token limits when it was
 		// first parsed; the operation limits depend on the operation
-		// this request selects.
+		// this request selects. The request rates are counted by guard,
+		// with the cost.
 		return ctx, limits.PreCheckDocument(doc, p.OperationName, s.deps.Development)
+	}
+	// A document to parse: the request rates first, so that a refused
+	// request costs nothing more.
+	ctx, err := s.countRate(ctx)
+	if err != nil {
+		return ctx, gqlerror.List{err}
 	}
 	if err := protect.CheckSize(p.Query, limits); err != nil {
 		return ctx, gqlerror.List{err}
@@ -231,9 +236,11 @@ func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Con
 }
 
 // guard checks a parsed and validated operation before it executes: its
-// cost must be within the limit, then fit in the viewer's cost budget,
-// from which it is debited (RATE_LIMITED otherwise; the actual cost is not
-// refunded). It returns the cost. Once the operation
+// cost must be within the limit, then the request rates (unless prepare
+// counted them) and the viewer's cost budget must let it through, in one
+// call (RATE_LIMITED otherwise); its cost is debited, and what it did not
+// use is refunded once it has run (see Server.admit). It returns the cost.
+// Once the operation
 // passes, an APQ registration it carried is stored (prepCtx is the context
 // prepare returned).
 func (s *Server) guard(prepCtx context.Context, oc *graphql.OperationContext) (int, gqlerror.List) {
@@ -241,7 +248,7 @@ func (s *Server) guard(prepCtx context.Context, oc *graphql.OperationContext) (i
 	if err := protect.CheckCost(cost, s.deps.Limits.MaxCost); err != nil {
 		return cost, gqlerror.List{err}
 	}
-	if err := s.debitCost(prepCtx, oc, cost); err != nil {
+	if err := s.admit(prepCtx, oc, cost); err != nil {
 		return cost, gqlerror.List{err}
 	}
 	if s.apq != nil {

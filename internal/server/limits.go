@@ -9,11 +9,13 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/redis/go-redis/v9"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"askgate/internal/auth"
 	"askgate/internal/chat"
 	"askgate/internal/limits"
+	"askgate/internal/protect"
 	"askgate/internal/server/subscriptions"
 )
 
@@ -27,15 +29,11 @@ const globalKey = "global"
 // RequestLimits are the limits on the requests of every authenticated
 // viewer: the zero value limits nothing.
 type RequestLimits struct {
-	// Rate limits each viewer's operations (key user:<id>); nil = off.
-	Rate limits.RateLimiter
-	// Global limits the operations of all viewers together (key
-	// "global"); nil = off.
-	Global limits.RateLimiter
-	// Budget is each viewer's cost budget (key user:<id>): an
-	// operation's requested cost is debited before it executes; nil =
-	// off.
-	Budget limits.Budget
+	// gate checks the viewer's request rate (key user:<id>), the global
+	// rate and the viewer's cost budget together; nil = off.
+	gate limits.Gate
+	// rate and budget say which of them are on.
+	rate, budget bool
 	// Degraded, when set, reports whether the limits are in process
 	// because Redis does not answer (for /readyz).
 	Degraded func() bool
@@ -63,43 +61,25 @@ func (c RequestLimitsConfig) Enabled() bool {
 	return c.Rate.Events > 0 || c.Global.Events > 0 || c.Budget.Size > 0
 }
 
-// NewRequestLimits returns the limits configured by c, on Redis (wrapped
-// in one limits.Fallback) when c.Redis is set and in process otherwise.
+// NewRequestLimits returns the limits configured by c, on Redis (through a
+// limits.Fallback) when c.Redis is set and in process otherwise.
 func NewRequestLimits(c RequestLimitsConfig, log *slog.Logger) RequestLimits {
 	var rl RequestLimits
 	if !c.Enabled() {
 		return rl
 	}
-	var fb *limits.Fallback
-	ropts := limits.RedisOptions{Prefix: c.Prefix}
+	cfg := limits.GateConfig{Rate: c.Rate, Global: c.Global, Budget: c.Budget}
+	rl.rate = c.Rate.Events > 0 || c.Global.Events > 0
+	rl.budget = c.Budget.Size > 0
+	rl.gate = limits.NewLocalGate(cfg, limits.LocalOptions{})
 	if c.Redis != nil {
 		fopts := c.Fallback
 		if fopts.Logger == nil {
 			fopts.Logger = log
 		}
-		fb = limits.NewFallback(fopts)
+		fb := limits.NewFallback(fopts)
 		rl.Degraded = fb.Degraded
-	}
-	rate := func(r limits.Rate) limits.RateLimiter {
-		local := limits.NewLocalRate(r, limits.LocalOptions{})
-		if fb == nil {
-			return local
-		}
-		return fb.Rate(limits.NewRedisRate(c.Redis, r, ropts), local)
-	}
-	if c.Rate.Events > 0 {
-		rl.Rate = rate(c.Rate)
-	}
-	if c.Global.Events > 0 {
-		rl.Global = rate(c.Global)
-	}
-	if c.Budget.Size > 0 {
-		local := limits.NewLocalBudget(c.Budget, limits.LocalOptions{})
-		if fb == nil {
-			rl.Budget = local
-		} else {
-			rl.Budget = fb.Budget(limits.NewRedisBudget(c.Redis, c.Budget, ropts), local)
-		}
+		rl.gate = fb.Gate(limits.NewRedisGate(c.Redis, cfg, limits.RedisOptions{Prefix: c.Prefix}), rl.gate)
 	}
 	return rl
 }
@@ -118,72 +98,128 @@ func rateLimited(msg string, retry int) *gqlerror.Error {
 	return &gqlerror.Error{Message: msg, Extensions: ext}
 }
 
-// checkRate counts an operation of the viewer in ctx against the request
-// rates, per user then global, and refuses it when either is exceeded.
-// Operations without a viewer are not limited. A limiter's error (the
-// request's context ended) lets the operation through.
-func (s *Server) checkRate(ctx context.Context) *gqlerror.Error {
+// rateCountedKey marks a context whose request has been counted against
+// the request rates already.
+type rateCountedKey struct{}
+
+// countRate counts a request of the viewer in ctx against the request
+// rates alone, before its document is parsed — prepare does it for a
+// document not in the cache, whose parsing a refused request then does
+// not cost — and returns the context that says so. A request whose
+// document is cached is counted by admit instead, together with its cost:
+// one round trip to Redis per request.
+func (s *Server) countRate(ctx context.Context) (context.Context, *gqlerror.Error) {
 	rl := s.deps.RequestLimits
-	if rl.Rate == nil && rl.Global == nil {
-		return nil
+	if !rl.rate {
+		return ctx, nil
 	}
 	v, ok := auth.ViewerFrom(ctx)
 	if !ok {
+		return ctx, nil
+	}
+	ctx = context.WithValue(ctx, rateCountedKey{}, true)
+	a, err := rl.gate.Admit(ctx, userKey(v.ID), true, limits.NoDebit)
+	if err != nil {
+		s.limitError(ctx, err)
+		return ctx, nil
+	}
+	return ctx, refusal(a, 0)
+}
+
+// admit counts an operation of the viewer in prepCtx against the request
+// rates (unless prepare counted it) and debits its cost from the cost
+// budget, in one call; it refuses the operation when a limit does not let
+// it through. With a cost budget, it records the budget's state in oc for
+// extensions.cost.throttleStatus, and arranges for the cost that did not
+// run to be refunded once the operation has (see settleCost). Operations
+// without a viewer are not limited; a limit that fails (the request's
+// context ended) lets the operation through.
+func (s *Server) admit(prepCtx context.Context, oc *graphql.OperationContext, cost int) *gqlerror.Error {
+	rl := s.deps.RequestLimits
+	countRate := rl.rate && prepCtx.Value(rateCountedKey{}) == nil
+	if !countRate && !rl.budget {
 		return nil
 	}
-	for _, l := range []struct {
-		limiter limits.RateLimiter
-		key     string
-		what    string
-	}{{rl.Rate, userKey(v.ID), "your request rate"}, {rl.Global, globalKey, "the gateway's request rate"}} {
-		if l.limiter == nil {
-			continue
+	v, ok := auth.ViewerFrom(prepCtx)
+	if !ok {
+		return nil
+	}
+	debit := limits.NoDebit
+	if rl.budget {
+		debit = cost
+	}
+	key := userKey(v.ID)
+	a, err := rl.gate.Admit(prepCtx, key, countRate, debit)
+	if err != nil {
+		s.limitError(prepCtx, err)
+		return nil
+	}
+	if a.Budgeted {
+		oc.Stats.SetExtension(subscriptions.ThrottleStatsKey, throttleStatus(a.Throttle))
+		if a.Allowed() {
+			oc.Stats.SetExtension(subscriptions.SettleStatsKey, s.settleCost(prepCtx, oc, key, cost, a.Throttle))
 		}
-		d, err := l.limiter.Allow(ctx, l.key)
+	}
+	return refusal(a, cost)
+}
+
+// settleCost returns the function that reports an operation's
+// actualQueryCost once it has run, and refunds the viewer's budget (key)
+// the cost it was debited (cost) but did not use: a query that got 3
+// conversations of the 20 it asked for pays for 3 (protect.ActualCost).
+// A subscription is charged what it asked for.
+func (s *Server) settleCost(prepCtx context.Context, oc *graphql.OperationContext, key string, cost int, t limits.Throttle) subscriptions.Settle {
+	return func(resp *graphql.Response) (int, any) {
+		if oc.Operation == nil || oc.Operation.Operation == ast.Subscription {
+			return cost, throttleStatus(t)
+		}
+		actual := protect.ActualCost(s.schema.Schema(), oc.Doc, oc.Operation, oc.Variables, resp.Data)
+		if actual >= cost {
+			return cost, throttleStatus(t)
+		}
+		// The refund is owed even when the request's context has ended
+		// (a timeout): the budget's state outlives the request.
+		ctx := context.WithoutCancel(prepCtx)
+		refunded, err := s.deps.RequestLimits.gate.Refund(ctx, key, cost-actual)
 		if err != nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "rate limit check failed",
-				slog.String("error", err.Error()), slog.String("trace_id", traceID(ctx)))
-			continue
+			s.limitError(ctx, err)
+			return actual, throttleStatus(t)
 		}
-		if !d.Allowed {
-			retry := max(limits.RetryAfterSeconds(d.RetryAfter), 1)
-			return rateLimited(fmt.Sprintf("over %s: retry in %d s", l.what, retry), retry)
+		return actual, throttleStatus(refunded)
+	}
+}
+
+// throttleStatus returns the value of extensions.cost.throttleStatus for t.
+func throttleStatus(t limits.Throttle) map[string]any {
+	return map[string]any{
+		"maximumAvailable":   t.MaximumAvailable,
+		"currentlyAvailable": t.CurrentlyAvailable,
+		"restoreRate":        t.RestoreRate,
+	}
+}
+
+// refusal returns the RATE_LIMITED error of a refused admission of an
+// operation of the given cost, nil when a was allowed.
+func refusal(a limits.Admission, cost int) *gqlerror.Error {
+	retry := max(limits.RetryAfterSeconds(a.RetryAfter), 1)
+	switch a.Refused {
+	case limits.RefusedRate:
+		return rateLimited(fmt.Sprintf("over your request rate: retry in %d s", retry), retry)
+	case limits.RefusedGlobal:
+		return rateLimited(fmt.Sprintf("over the gateway's request rate: retry in %d s", retry), retry)
+	case limits.RefusedBudget:
+		if a.RetryAfter <= 0 {
+			return rateLimited(fmt.Sprintf("the query's cost, %d, is over the cost budget's size, %d", cost, a.Throttle.MaximumAvailable), 0)
 		}
+		return rateLimited(fmt.Sprintf("the query's cost, %d, is over the %d points available: retry in %d s", cost, a.Throttle.CurrentlyAvailable, retry), retry)
 	}
 	return nil
 }
 
-// debitCost debits an operation's cost from the viewer's cost budget,
-// records the budget's state in oc for extensions.cost.throttleStatus and
-// refuses the operation when its cost does not fit.
-func (s *Server) debitCost(ctx context.Context, oc *graphql.OperationContext, cost int) *gqlerror.Error {
-	b := s.deps.RequestLimits.Budget
-	if b == nil {
-		return nil
-	}
-	v, ok := auth.ViewerFrom(ctx)
-	if !ok {
-		return nil
-	}
-	t, err := b.Debit(ctx, userKey(v.ID), cost)
-	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "cost budget check failed",
-			slog.String("error", err.Error()), slog.String("trace_id", traceID(ctx)))
-		return nil
-	}
-	oc.Stats.SetExtension(subscriptions.ThrottleStatsKey, map[string]any{
-		"maximumAvailable":   t.MaximumAvailable,
-		"currentlyAvailable": t.CurrentlyAvailable,
-		"restoreRate":        t.RestoreRate,
-	})
-	if t.Allowed {
-		return nil
-	}
-	if cost > t.MaximumAvailable {
-		return rateLimited(fmt.Sprintf("the query's cost, %d, is over the cost budget's size, %d", cost, t.MaximumAvailable), 0)
-	}
-	retry := max(limits.RetryAfterSeconds(t.RetryAfter), 1)
-	return rateLimited(fmt.Sprintf("the query's cost, %d, is over the %d points available: retry in %d s", cost, t.CurrentlyAvailable, retry), retry)
+// limitError logs a limit that could not be checked.
+func (s *Server) limitError(ctx context.Context, err error) {
+	s.log.LogAttrs(ctx, slog.LevelWarn, "request limit check failed",
+		slog.String("error", err.Error()), slog.String("trace_id", traceID(ctx)))
 }
 
 // refusalStatus returns the HTTP status of a refused operation, status
@@ -202,12 +238,15 @@ func refusalStatus(w http.ResponseWriter, errs gqlerror.List, status int) int {
 	return status
 }
 
-// limitsDegraded reports whether the request limits fell back to the
-// in-process ones.
+// limitsDegraded reports whether limits on Redis are configured (request
+// limits, or answer limits through Deps.AnswerLimitsDegraded) and whether
+// any of them fell back to the in-process ones.
 func (s *Server) limitsDegraded() (configured, degraded bool) {
-	d := s.deps.RequestLimits.Degraded
-	if d == nil {
-		return false, false
+	for _, d := range []func() bool{s.deps.RequestLimits.Degraded, s.deps.AnswerLimitsDegraded} {
+		if d != nil {
+			configured = true
+			degraded = degraded || d()
+		}
 	}
-	return true, d()
+	return configured, degraded
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"askgate/internal/demo"
 	"askgate/internal/limits"
 	"askgate/internal/redistest"
 	"askgate/internal/server"
@@ -116,57 +118,93 @@ type costResponse struct {
 	Extensions struct {
 		Cost struct {
 			RequestedQueryCost int
+			ActualQueryCost    *int
 			ThrottleStatus     *struct{ MaximumAvailable, CurrentlyAvailable, RestoreRate int }
 		}
 	}
 }
 
 // TestCostBudget: every response reports the budget; currentlyAvailable
-// falls by each query's cost and restores at the configured rate; a query
-// that does not fit is refused with 429, Retry-After and RATE_LIMITED,
-// before it executes.
+// falls by each query's actual cost — what it asked for is debited, what
+// it did not use is refunded — and restores at the configured rate; a
+// query that does not fit is refused with 429, Retry-After and
+// RATE_LIMITED, before it executes.
 func TestCostBudget(t *testing.T) {
 	rdb := redistest.Client(t, redis.Options{})
 	prefix := redistest.Prefix(t, rdb, "server-limits")
 	const size, restore = 50, 10
 	e := newEnv(t, envOptions{limits: redisLimits(t, rdb, prefix, server.RequestLimitsConfig{Budget: limits.Bucket{Size: size, RestoreRate: restore}})})
-	const query = `{ conversations(first: 20) { nodes { id } } }` // 1 + 20 × 1
-	const cost = 21
+	if _, err := demo.Seed(context.Background(), e.Store, "alice", 3, 1); err != nil {
+		t.Fatal(err)
+	}
 	authz := "Bearer " + e.token("alice")
-	costOf := func(r *response) costResponse {
+	costOf := func(r *response, requested int) costResponse {
 		t.Helper()
 		var c costResponse
 		if err := json.Unmarshal(r.Body, &c); err != nil {
 			t.Fatal(err)
 		}
 		ts := c.Extensions.Cost.ThrottleStatus
-		if ts == nil || ts.MaximumAvailable != size || ts.RestoreRate != restore || c.Extensions.Cost.RequestedQueryCost != cost {
-			t.Fatalf("extensions.cost of %s: want requestedQueryCost %d and throttleStatus of %d/%d", r.Body, cost, size, restore)
+		if ts == nil || ts.MaximumAvailable != size || ts.RestoreRate != restore || c.Extensions.Cost.RequestedQueryCost != requested {
+			t.Fatalf("extensions.cost of %s: want requestedQueryCost %d and throttleStatus of %d/%d", r.Body, requested, size, restore)
 		}
 		return c
 	}
-
-	available := size
-	for i := range 2 {
-		r := e.post(authz, query, nil)
-		if r.Status != http.StatusOK || len(r.Errors) > 0 {
-			t.Fatalf("query %d: status %d, %s", i+1, r.Status, r.Body)
+	// available checks currentlyAvailable against want, give or take what
+	// restores while the test runs.
+	available := func(what string, got, want int) {
+		t.Helper()
+		if got < want || got > want+3 {
+			t.Fatalf("%s: currentlyAvailable %d, want %d", what, got, want)
 		}
-		got := costOf(r).Extensions.Cost.ThrottleStatus.CurrentlyAvailable
-		// The bucket restores 10 points a second meanwhile.
-		if got < available-cost || got > available-cost+2 {
-			t.Fatalf("query %d: currentlyAvailable %d, want %d", i+1, got, available-cost)
-		}
-		available = got
 	}
-	calls := e.Store.Calls()
+
+	// Asked for 20 conversations (1 + 20 × 1), got 3: charged 1 + 3.
+	const query, requested, actual = `{ conversations(first: 20) { nodes { id } } }`, 21, 4
 	r := e.post(authz, query, nil)
+	if r.Status != http.StatusOK || len(r.Errors) > 0 {
+		t.Fatalf("query: status %d, %s", r.Status, r.Body)
+	}
+	c := costOf(r, requested)
+	if got := c.Extensions.Cost.ActualQueryCost; got == nil || *got != actual {
+		t.Fatalf("actualQueryCost of %s, want %d", r.Body, actual)
+	}
+	left := c.Extensions.Cost.ThrottleStatus.CurrentlyAvailable
+	available("after the query, refunded", left, size-actual)
+
+	// Writes use what they ask for: 10 + 1 for the conversation.
+	const rename, renameCost = `mutation($id: ID!) { renameConversation(input: {id: $id, title: "x"}) { id owner { id } } }`, 11
+	var convs struct {
+		Conversations struct{ Nodes []struct{ ID string } }
+	}
+	e.do("alice", `{ conversations(first: 1) { nodes { id } } }`, nil, &convs)
+	left = costOf(e.post(authz, query, nil), requested).Extensions.Cost.ThrottleStatus.CurrentlyAvailable
+	for i := 0; left >= renameCost; i++ {
+		r := e.post(authz, rename, map[string]any{"id": convs.Conversations.Nodes[0].ID})
+		if r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Fatalf("rename %d: status %d, %s", i+1, r.Status, r.Body)
+		}
+		c := costOf(r, renameCost)
+		if got := c.Extensions.Cost.ActualQueryCost; got == nil || *got != renameCost {
+			t.Fatalf("actualQueryCost of %s, want %d", r.Body, renameCost)
+		}
+		got := c.Extensions.Cost.ThrottleStatus.CurrentlyAvailable
+		available("after a rename", got, left-renameCost)
+		left = got
+	}
+
+	calls := e.Store.Calls()
+	r = e.post(authz, query, nil)
 	n := checkRateLimited(t, r)
-	if want := (cost - available + restore - 1) / restore; n < 1 || n > want {
+	if want := (requested - left + restore - 1) / restore; n < 1 || n > want {
 		t.Errorf("Retry-After %d, want at most %d s at %d points a second", n, want, restore)
 	}
-	if ts := costOf(r).Extensions.Cost.ThrottleStatus; ts.CurrentlyAvailable >= cost {
+	c = costOf(r, requested)
+	if ts := c.Extensions.Cost.ThrottleStatus; ts.CurrentlyAvailable >= requested {
 		t.Errorf("refused with %d points available", ts.CurrentlyAvailable)
+	}
+	if c.Extensions.Cost.ActualQueryCost != nil {
+		t.Errorf("a refused query's actualQueryCost is %d, want null", *c.Extensions.Cost.ActualQueryCost)
 	}
 	if e.Store.Calls() != calls {
 		t.Errorf("a refused query called the store %d times", e.Store.Calls()-calls)
@@ -183,9 +221,6 @@ func TestCostBudget(t *testing.T) {
 	r = e.post(authz, query, nil)
 	if r.Status != http.StatusOK || len(r.Errors) > 0 {
 		t.Fatalf("after Retry-After: status %d, %s, want the points restored", r.Status, r.Body)
-	}
-	if got := costOf(r).Extensions.Cost.ThrottleStatus.CurrentlyAvailable; got >= size-cost {
-		t.Errorf("currentlyAvailable %d after a debit, want less than %d", got, size-cost)
 	}
 }
 
@@ -305,4 +340,89 @@ func TestLimitsWithRedisUnreachable(t *testing.T) {
 func jsonBody(v any) io.Reader {
 	b, _ := json.Marshal(v)
 	return bytes.NewReader(b)
+}
+
+// TestLimitsSharedAgainAfterRedisReturns: instance A loses Redis mid-test
+// and keeps serving under its local limiter, which /readyz reports; once
+// Redis is back, A and B count against the same limit again.
+func TestLimitsSharedAgainAfterRedisReturns(t *testing.T) {
+	direct := redistest.Client(t, redis.Options{})
+	prefix := redistest.Prefix(t, direct, "server-limits")
+	proxy := redistest.StartProxy(t, redistest.Addr())
+	viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { viaProxy.Close() })
+	const burst = 6
+	instance := func(rdb *redis.Client) *env {
+		return newEnv(t, envOptions{limits: server.NewRequestLimits(server.RequestLimitsConfig{
+			Rate:     limits.Rate{Events: burst, Per: time.Hour},
+			Budget:   limits.Bucket{Size: 1000, RestoreRate: 1},
+			Redis:    rdb,
+			Prefix:   prefix,
+			Fallback: limits.FallbackOptions{ProbeInterval: 100 * time.Millisecond},
+		}, slog.New(slog.DiscardHandler))})
+	}
+	a, b := instance(viaProxy), instance(direct)
+	limitsCheck := func(e *env) string {
+		t.Helper()
+		res, err := http.Get(e.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body struct{ Checks map[string]string }
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("/readyz: %d, want 200 (the limits work in process)", res.StatusCode)
+		}
+		return body.Checks["limits"]
+	}
+	authz := "Bearer " + a.token("alice")
+	served := func(e *env, what string) bool {
+		t.Helper()
+		r := e.post(authz, countQuery, nil)
+		switch {
+		case r.Status == http.StatusOK && len(r.Errors) == 0:
+			return true
+		case r.Status == http.StatusTooManyRequests:
+			return false
+		}
+		t.Fatalf("%s: status %d, %s", what, r.Status, r.Body)
+		return false
+	}
+
+	proxy.SetDown(true)
+	for i := range 3 {
+		if !served(a, "A with Redis down") {
+			t.Fatalf("request %d on A with Redis down was refused", i+1)
+		}
+	}
+	if got := limitsCheck(a); got != "degraded" {
+		t.Errorf("/readyz on A with Redis down: limits %q, want degraded", got)
+	}
+	if got := limitsCheck(b); got != "ok" {
+		t.Errorf("/readyz on B: limits %q, want ok", got)
+	}
+
+	proxy.SetDown(false)
+	time.Sleep(200 * time.Millisecond) // past A's probe interval
+	if !served(a, "A with Redis back") {
+		t.Fatal("A's first request with Redis back was refused")
+	}
+	if got := limitsCheck(a); got != "ok" {
+		t.Fatalf("/readyz on A with Redis back: limits %q, want ok", got)
+	}
+	// A's request went to Redis: B has burst-1 left, then A has none.
+	for i := range burst - 1 {
+		if !served(b, "B") {
+			t.Fatalf("request %d on B was refused; A's request with Redis back should be its only other one", i+1)
+		}
+	}
+	if served(b, "B over the limit") {
+		t.Error("B allowed more than the shared burst")
+	}
+	if served(a, "A over the limit") {
+		t.Error("A allowed a request over the shared limit: the limits are not shared again")
+	}
 }

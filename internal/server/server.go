@@ -74,6 +74,10 @@ type Deps struct {
 	// the global request rate (RATE_LIMITED, HTTP 429). The zero value
 	// limits nothing; see NewRequestLimits.
 	RequestLimits RequestLimits
+	// AnswerLimitsDegraded, when set, reports whether the answer limits
+	// (concurrent answers, LLM token quota) on Redis fell back to
+	// in-process ones, for /readyz.
+	AnswerLimitsDegraded func() bool
 	// Answers asks the language model and streams its answers. Required.
 	Answers *answers.Manager
 	// Subscriptions configure the WebSocket and server-sent events

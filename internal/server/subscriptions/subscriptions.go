@@ -213,16 +213,29 @@ func encodeResult(typ, id string, resp *graphql.Response) ([]byte, error) {
 // cost budget is in force.
 const ThrottleStatsKey = "askgate.throttle"
 
-// WithCost reports cost, and the cost budget's state when oc has one, in
-// resp's extensions.
+// SettleStatsKey keeps, in an operation's stats, the Settle function of
+// an operation that a cost budget admitted. Operations.Guard sets it.
+const SettleStatsKey = "askgate.settle"
+
+// Settle is called with an operation's first response once it has run: it
+// returns the operation's actual cost (extensions.cost.actualQueryCost),
+// having refunded what was debited and not used, and the cost budget's
+// state afterwards (throttleStatus).
+type Settle func(resp *graphql.Response) (actual int, throttleStatus any)
+
+// WithCost reports cost, and with a cost budget its state and the actual
+// cost, in resp's extensions. An operation the budget refused has a null
+// actualQueryCost: nothing ran.
 func WithCost(resp *graphql.Response, cost int, oc *graphql.OperationContext) *graphql.Response {
 	if resp.Extensions == nil {
 		resp.Extensions = make(map[string]any, 1)
 	}
 	ext := map[string]any{"requestedQueryCost": cost}
 	if oc != nil {
-		if ts := oc.Stats.GetExtension(ThrottleStatsKey); ts != nil {
-			ext["throttleStatus"] = ts
+		if settle, ok := oc.Stats.GetExtension(SettleStatsKey).(Settle); ok {
+			ext["actualQueryCost"], ext["throttleStatus"] = settle(resp)
+		} else if ts := oc.Stats.GetExtension(ThrottleStatsKey); ts != nil {
+			ext["actualQueryCost"], ext["throttleStatus"] = nil, ts
 		}
 	}
 	resp.Extensions["cost"] = ext

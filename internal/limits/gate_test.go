@@ -1,0 +1,193 @@
+package limits
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestGate is the conformance test of Gate: the key's rate, the global
+// rate and the key's budget are checked together, and a request is counted
+// by all of them or by none.
+func TestGate(t *testing.T) {
+	ctx := context.Background()
+	admit := func(t *testing.T, g Gate, key string, countRate bool, cost int) Admission {
+		t.Helper()
+		a, err := g.Admit(ctx, key, countRate, cost)
+		if err != nil {
+			t.Fatalf("Admit(%q, %v, %d): %v", key, countRate, cost, err)
+		}
+		return a
+	}
+	bucket := Bucket{Size: 100, RestoreRate: 20}
+	runImpls(t, map[string]func(*testing.T, impl, string){
+		"RateThenRefusal": func(t *testing.T, im impl, key string) {
+			g := im.gate(t, GateConfig{Rate: Rate{Events: 2, Per: time.Second, Burst: 3}})
+			for i := range 3 {
+				if a := admit(t, g, key, true, NoDebit); !a.Allowed() || a.Budgeted {
+					t.Fatalf("request %d = %+v, want admitted, no budget", i+1, a)
+				}
+			}
+			a := admit(t, g, key, true, NoDebit)
+			if a.Refused != RefusedRate {
+				t.Fatalf("request over the burst = %+v, want RefusedRate", a)
+			}
+			durationNear(t, "RetryAfter", a.RetryAfter, 500*time.Millisecond, im.slack)
+			if a := admit(t, g, key+":other", true, NoDebit); !a.Allowed() {
+				t.Fatalf("another key = %+v, want admitted", a)
+			}
+			if a := admit(t, g, key, false, NoDebit); !a.Allowed() {
+				t.Fatalf("a request not counted by the rate = %+v, want admitted", a)
+			}
+		},
+		"BudgetDebited": func(t *testing.T, im impl, key string) {
+			g := im.gate(t, GateConfig{Rate: Rate{Events: 100, Per: time.Second}, Budget: bucket})
+			a := admit(t, g, key, true, 70)
+			if !a.Allowed() || !a.Budgeted || !a.Throttle.Allowed || a.Throttle.MaximumAvailable != 100 || a.Throttle.RestoreRate != 20 {
+				t.Fatalf("Admit(70) = %+v, want admitted with the budget's state", a)
+			}
+			pointsNear(t, "available after 70", a.Throttle.CurrentlyAvailable, 30, 20, im.slack)
+			a = admit(t, g, key, true, 50)
+			if a.Refused != RefusedBudget || a.Throttle.Allowed {
+				t.Fatalf("Admit(50) with 30 left = %+v, want RefusedBudget", a)
+			}
+			durationNear(t, "RetryAfter", a.RetryAfter, time.Second, im.slack)
+			if a.Throttle.RetryAfter != a.RetryAfter {
+				t.Errorf("Throttle.RetryAfter = %v, want the admission's %v", a.Throttle.RetryAfter, a.RetryAfter)
+			}
+			th, err := g.Refund(ctx, key, 60)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pointsNear(t, "available after a refund of 60", th.CurrentlyAvailable, 90, 20, im.slack)
+			if a := admit(t, g, key, false, 0); !a.Allowed() || !a.Budgeted {
+				t.Fatalf("Admit(0) = %+v, want the state", a)
+			} else {
+				pointsNear(t, "state", a.Throttle.CurrentlyAvailable, 90, 20, im.slack)
+			}
+			if a := admit(t, g, key, true, NoDebit); !a.Allowed() || a.Budgeted {
+				t.Fatalf("Admit(NoDebit) = %+v, want admitted without the budget", a)
+			}
+		},
+		"NeverFits": func(t *testing.T, im impl, key string) {
+			g := im.gate(t, GateConfig{Budget: bucket})
+			a := admit(t, g, key, true, 101)
+			if a.Refused != RefusedBudget || a.RetryAfter != 0 {
+				t.Fatalf("Admit(101) of a bucket of 100 = %+v, want RefusedBudget, no RetryAfter", a)
+			}
+		},
+		// A request the budget refuses is not counted by the rates, and
+		// one the rate refuses debits nothing.
+		"AllOrNothing": func(t *testing.T, im impl, key string) {
+			g := im.gate(t, GateConfig{Rate: Rate{Events: 1, Per: time.Hour, Burst: 2}, Budget: bucket})
+			for range 5 {
+				if a := admit(t, g, key, true, 1000); a.Refused != RefusedBudget {
+					t.Fatalf("Admit(1000) = %+v, want RefusedBudget", a)
+				}
+			}
+			for i := range 2 {
+				if a := admit(t, g, key, true, 10); !a.Allowed() {
+					t.Fatalf("request %d after budget refusals = %+v, want admitted (refusals must not count)", i+1, a)
+				}
+			}
+			a := admit(t, g, key, true, 10)
+			if a.Refused != RefusedRate || !a.Budgeted || a.Throttle.Allowed {
+				t.Fatalf("third request = %+v, want RefusedRate with the budget's state", a)
+			}
+			pointsNear(t, "available after a rate refusal", a.Throttle.CurrentlyAvailable, 80, 20, im.slack)
+		},
+		"Global": func(t *testing.T, im impl, key string) {
+			g := im.gate(t, GateConfig{
+				Rate:   Rate{Events: 1, Per: time.Hour, Burst: 2},
+				Global: Rate{Events: 1, Per: time.Hour, Burst: 3},
+				Budget: bucket,
+			})
+			admit(t, g, key+":a", true, 10)
+			admit(t, g, key+":b", true, 10)
+			admit(t, g, key+":c", true, 10)
+			a := admit(t, g, key+":a", true, 10)
+			if a.Refused != RefusedGlobal {
+				t.Fatalf("fourth request of all keys = %+v, want RefusedGlobal", a)
+			}
+			durationNear(t, "RetryAfter", a.RetryAfter, time.Hour, im.slack)
+			pointsNear(t, "key a's budget, not debited by the refusal", a.Throttle.CurrentlyAvailable, 90, 20, im.slack)
+		},
+	})
+}
+
+// TestRedisGateAgreesWithRedisRate: the Gate's script stores a rate as
+// go-redis/redis_rate does, so a RedisRate on the same keys sees the
+// Gate's requests, and the other way round.
+func TestRedisGateAgreesWithRedisRate(t *testing.T) {
+	ctx := context.Background()
+	client := redisTestClient(t)
+	opts := RedisOptions{Prefix: redisTestPrefix(t, client)}
+	rate := Rate{Events: 1, Per: time.Hour, Burst: 4}
+	g := NewRedisGate(client, GateConfig{Rate: rate}, opts)
+	r := NewRedisRate(client, rate, opts)
+	for i := range 2 {
+		if a, err := g.Admit(ctx, "user:1", true, NoDebit); err != nil || !a.Allowed() {
+			t.Fatalf("gate request %d = %+v, %v", i+1, a, err)
+		}
+	}
+	d, err := r.Allow(ctx, "user:1")
+	if err != nil || !d.Allowed || d.Remaining != 1 {
+		t.Fatalf("RedisRate after two gate requests = %+v, %v, want allowed with 1 remaining", d, err)
+	}
+	if a, err := g.Admit(ctx, "user:1", true, NoDebit); err != nil || !a.Allowed() {
+		t.Fatalf("gate's fourth request = %+v, %v", a, err)
+	}
+	if a, err := g.Admit(ctx, "user:1", true, NoDebit); err != nil || a.Refused != RefusedRate {
+		t.Fatalf("gate's fifth request = %+v, %v, want RefusedRate", a, err)
+	}
+}
+
+// commandCounter counts the commands a client sends, pipelined or not.
+type commandCounter struct{ n atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// TestRedisGateOneRoundTrip: the three limits of a request cost one
+// command, the script's.
+func TestRedisGateOneRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	client := redisTestClient(t)
+	counter := &commandCounter{}
+	client.AddHook(counter)
+	g := NewRedisGate(client, GateConfig{
+		Rate:   Rate{Events: 1000, Per: time.Second},
+		Global: Rate{Events: 100000, Per: time.Second},
+		Budget: Bucket{Size: 1000, RestoreRate: 100},
+	}, RedisOptions{Prefix: redisTestPrefix(t, client)})
+	// The first call may load the script (EVALSHA, then EVAL).
+	if _, err := g.Admit(ctx, "user:1", true, 5); err != nil {
+		t.Fatal(err)
+	}
+	counter.n.Store(0)
+	const requests = 20
+	for range requests {
+		if a, err := g.Admit(ctx, "user:1", true, 5); err != nil || !a.Allowed() {
+			t.Fatalf("Admit = %+v, %v", a, err)
+		}
+	}
+	if got := counter.n.Load(); got != requests {
+		t.Errorf("%d requests sent %d commands, want one each", requests, got)
+	}
+}
