@@ -7,6 +7,7 @@ import (
 
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"askgate/internal/cachecontrol"
 )
@@ -46,7 +47,7 @@ func load(t *testing.T, sources ...*ast.Source) *ast.Schema {
 
 func policy(t *testing.T, schema *ast.Schema, query string) cachecontrol.Policy {
 	t.Helper()
-	doc, errs := gqlparser.LoadQuery(schema, query)
+	doc, errs := gqlparser.LoadQueryWithRules(schema, query, rules.NewDefaultRules())
 	if errs != nil {
 		t.Fatalf("%s: %v", query, errs)
 	}
