@@ -17,8 +17,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"askgate/internal/auth"
+	"askgate/internal/limits"
 	"askgate/internal/protect"
 	"askgate/internal/redistest"
+	"askgate/internal/server"
 )
 
 // cachedResponse is a response to a GET, whose body may be empty (304).
@@ -240,5 +242,28 @@ func TestHTTPCachingPolicy(t *testing.T) {
 	n, err := strconv.Atoi(strings.TrimPrefix(cc, "private, max-age="))
 	if err != nil || n <= 0 || n > 30 {
 		t.Errorf("a token valid for 30 s: Cache-Control %q, want private, max-age of at most 30", cc)
+	}
+}
+
+// TestHTTPCachingNotModifiedIsRateLimited: a request that would get 304 is
+// an operation like any other: over the viewer's request rate (on Redis),
+// it gets 429, not 304.
+func TestHTTPCachingNotModifiedIsRateLimited(t *testing.T) {
+	rdb := redistest.Client(t, redis.Options{})
+	cfg := server.RequestLimitsConfig{Rate: limits.Rate{Events: 3, Per: time.Minute}}
+	e := newEnv(t, envOptions{limits: redisLimits(t, rdb, redistest.Prefix(t, rdb, "httpcache-limits"), cfg)})
+	authz := map[string]string{"Authorization": "Bearer " + e.token("alice")}
+	const q = `query Models { models { id } }`
+	e.getStored(apqGet(q, true), authz)
+	tag := e.getStored(apqGet(q, false), authz).Header.Get("ETag")
+	if tag == "" {
+		t.Fatal("no ETag")
+	}
+	authz["If-None-Match"] = tag
+	if r := e.getStored(apqGet(q, false), authz); r.Status != http.StatusNotModified {
+		t.Fatalf("within the rate: %d, want 304", r.Status)
+	}
+	if r := e.getStored(apqGet(q, false), authz); r.Status != http.StatusTooManyRequests || !strings.Contains(string(r.Body), "RATE_LIMITED") {
+		t.Errorf("over the rate: %d %s, want 429 RATE_LIMITED", r.Status, r.Body)
 	}
 }
