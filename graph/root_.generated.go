@@ -726,8 +726,11 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
-	{Name: "../schema/answer.graphqls", Input: `"A language model the backend offers for answers."
-type Model {
+	{Name: "../schema/answer.graphqls", Input: `"""
+A language model the backend offers for answers. The list changes when the
+backend's does, rarely: it may be cached for 5 minutes (as askgate caches it).
+"""
+type Model @cacheControl(maxAge: 300) {
   "The model's id, as given to ` + "`" + `ask` + "`" + ` and ` + "`" + `startConversation` + "`" + `."
   id: String!
   "The organisation that owns the model, when the backend says."
@@ -739,6 +742,7 @@ type Model {
 extend type Query {
   "The language models that can answer questions, the default first."
   models: [Model!]! @requiresScope(scope: "read:chat") @listSize(assumedSize: 20)
+    @cacheControl(maxAge: 300)
 }
 
 "The input of ` + "`" + `ask` + "`" + `."
@@ -825,8 +829,11 @@ type Subscription {
   ): AnswerEvent! @requiresScope(scope: "read:chat")
 }
 `, BuiltIn: false},
-	{Name: "../schema/conversation.graphqls", Input: `"A thread of questions and answers, owned by one user."
-type Conversation implements Node {
+	{Name: "../schema/conversation.graphqls", Input: `"""
+A thread of questions and answers, owned by one user. Never cached: a rename
+or a new message changes it at any time.
+"""
+type Conversation implements Node @cacheControl(maxAge: 0, scope: PRIVATE) {
   "The conversation's global id."
   id: ID!
   "The conversation's title."
@@ -878,7 +885,7 @@ enum MessageStatus {
 }
 
 "How many language model tokens an answer used."
-type TokenUsage {
+type TokenUsage @cacheControl(inheritMaxAge: true) {
   "Tokens in the prompt sent to the model."
   promptTokens: Int!
   "Tokens the model generated."
@@ -887,8 +894,11 @@ type TokenUsage {
   totalTokens: Int!
 }
 
-"A question asked in a conversation, or the answer to one."
-type Message implements Node {
+"""
+A question asked in a conversation, or the answer to one. Never cached: an
+answer's content grows while it streams.
+"""
+type Message implements Node @cacheControl(maxAge: 0, scope: PRIVATE) {
   "The message's global id."
   id: ID!
   "The conversation the message belongs to."
@@ -914,7 +924,7 @@ type Message implements Node {
 }
 
 "An edge in a ConversationConnection."
-type ConversationEdge {
+type ConversationEdge @cacheControl(inheritMaxAge: true) {
   "An opaque cursor for this conversation's position in the list."
   cursor: String!
   "The conversation."
@@ -922,7 +932,7 @@ type ConversationEdge {
 }
 
 "A page of conversations, most recently updated first."
-type ConversationConnection {
+type ConversationConnection @cacheControl(inheritMaxAge: true) {
   "The conversations of the page with their cursors."
   edges: [ConversationEdge!]!
   "The conversations of the page."
@@ -934,7 +944,7 @@ type ConversationConnection {
 }
 
 "An edge in a MessageConnection."
-type MessageEdge {
+type MessageEdge @cacheControl(inheritMaxAge: true) {
   "An opaque cursor for this message's position in the conversation."
   cursor: String!
   "The message."
@@ -942,7 +952,7 @@ type MessageEdge {
 }
 
 "A page of messages, in chronological order."
-type MessageConnection {
+type MessageConnection @cacheControl(inheritMaxAge: true) {
   "The messages of the page with their cursors."
   edges: [MessageEdge!]!
   "The messages of the page."
@@ -971,13 +981,14 @@ extend type Query {
     before: String
   ): ConversationConnection! @requiresScope(scope: "read:chat")
     @listSize(assumedSize: 20, slicingArguments: ["first", "last"], sizedFields: ["edges", "nodes"])
+    @cacheControl(maxAge: 0, scope: PRIVATE)
 
   """
   One of the viewer's conversations. Another user's conversation, like a
   missing one, gives null with a ` + "`" + `NOT_FOUND` + "`" + ` error.
   """
   conversation("The conversation's global id." id: ID!): Conversation
-    @requiresScope(scope: "read:chat")
+    @requiresScope(scope: "read:chat") @cacheControl(maxAge: 0, scope: PRIVATE)
 }
 
 "The input of ` + "`" + `startConversation` + "`" + `."
@@ -1087,13 +1098,47 @@ directive @listSize(
   """
   sizedFields: [String!]
 ) on FIELD_DEFINITION
+
+"""
+How long, and for whom, a response that reads this field or type may be
+cached by HTTP caches, after Apollo's ` + "`" + `@cacheControl` + "`" + `. askgate computes one
+policy per operation from these hints, before it executes (see the README's
+"HTTP caching"):
+
+- the operation's max age is the smallest over every field it selects, and
+  it is PRIVATE if any of them is;
+- a field's hint wins over the hint of the type it returns; a root field, and
+  a field returning an object, interface or union, has max age 0 unless a
+  hint says otherwise (or says ` + "`" + `inheritMaxAge` + "`" + `); a scalar or enum field
+  inherits its parent's;
+- a max age of 0 means ` + "`" + `Cache-Control: no-store` + "`" + `.
+
+Only GET requests of persisted queries are cacheable, and since every request
+is authenticated, never more than ` + "`" + `private` + "`" + `: no response is ever ` + "`" + `public` + "`" + `.
+"""
+directive @cacheControl(
+  "Seconds the response may be reused; 0 means not at all."
+  maxAge: Int
+  "PRIVATE: the data depends on the viewer. Defaults to PUBLIC."
+  scope: CacheControlScope
+  "Take the parent field's max age instead of the defaults (for connection edges, page info)."
+  inheritMaxAge: Boolean
+) on FIELD_DEFINITION | OBJECT | INTERFACE | UNION
+
+"Who may cache a response: see ` + "`" + `@cacheControl` + "`" + `."
+enum CacheControlScope {
+  "Any cache, shared ones included (askgate still sends at best ` + "`" + `private` + "`" + `: every request is authenticated)."
+  PUBLIC
+  "Only the viewer's own cache (a browser's)."
+  PRIVATE
+}
 `, BuiltIn: false},
 	{Name: "../schema/node.graphqls", Input: `"""
 An object with a globally unique id. Ids are opaque strings that say the
 type of the object they name, so ` + "`" + `Query.node` + "`" + ` can fetch any object from its
 id alone. Do not parse them.
 """
-interface Node {
+interface Node @cacheControl(scope: PRIVATE) {
   "The object's global id."
   id: ID!
 }
@@ -1102,7 +1147,7 @@ interface Node {
 Where a page of a connection sits in the whole list, per the Relay cursor
 connections specification.
 """
-type PageInfo {
+type PageInfo @cacheControl(inheritMaxAge: true) {
   """
   Whether items follow this page. Computed when paging forward with ` + "`" + `first` + "`" + `;
   when paging backward, true if ` + "`" + `before` + "`" + ` was given.
@@ -1125,28 +1170,29 @@ type Query {
   object, like a missing one, gives null with a ` + "`" + `NOT_FOUND` + "`" + ` error.
   """
   node("A global id, as returned by an object's ` + "`" + `id` + "`" + ` field." id: ID!): Node
-    @requiresScope(scope: "read:chat")
+    @requiresScope(scope: "read:chat") @cacheControl(maxAge: 0, scope: PRIVATE)
 }
 `, BuiltIn: false},
 	{Name: "../schema/user.graphqls", Input: `"""
 A person using the product. Profiles come from the user service; when it is
 unreachable, fields that return a User are null with an
 ` + "`" + `UPSTREAM_UNAVAILABLE` + "`" + ` error and the rest of the response still arrives.
+A response that reads users may be cached for a minute, by the viewer only.
 """
-type User implements Node {
+type User implements Node @cacheControl(maxAge: 60, scope: PRIVATE) {
   "The user's global id."
   id: ID!
   "The user's display name."
   name: String!
   "The user's email address; only visible to the user themself, null for anyone else."
-  email: String
+  email: String @cacheControl(scope: PRIVATE)
   "A URL of the user's avatar image, if they have one."
   avatarUrl: String
 }
 
 extend type Query {
   "The user the access token belongs to."
-  viewer: User @requiresScope(scope: "read:chat")
+  viewer: User @requiresScope(scope: "read:chat") @cacheControl(maxAge: 60, scope: PRIVATE)
 }
 `, BuiltIn: false},
 }

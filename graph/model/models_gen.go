@@ -4,6 +4,10 @@ package model
 
 import (
 	"askgate/internal/chat"
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
 )
 
 // The input of `ask`.
@@ -97,4 +101,62 @@ type StartConversationPayload struct {
 }
 
 type Subscription struct {
+}
+
+// Who may cache a response: see `@cacheControl`.
+type CacheControlScope string
+
+const (
+	// Any cache, shared ones included (askgate still sends at best `private`: every request is authenticated).
+	CacheControlScopePublic CacheControlScope = "PUBLIC"
+	// Only the viewer's own cache (a browser's).
+	CacheControlScopePrivate CacheControlScope = "PRIVATE"
+)
+
+var AllCacheControlScope = []CacheControlScope{
+	CacheControlScopePublic,
+	CacheControlScopePrivate,
+}
+
+func (e CacheControlScope) IsValid() bool {
+	switch e {
+	case CacheControlScopePublic, CacheControlScopePrivate:
+		return true
+	}
+	return false
+}
+
+func (e CacheControlScope) String() string {
+	return string(e)
+}
+
+func (e *CacheControlScope) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = CacheControlScope(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid CacheControlScope", str)
+	}
+	return nil
+}
+
+func (e CacheControlScope) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *CacheControlScope) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e CacheControlScope) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

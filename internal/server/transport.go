@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,6 +54,9 @@ type httpTransport struct {
 type operations interface {
 	prepare(ctx context.Context, p *graphql.RawParams) (context.Context, gqlerror.List)
 	guard(prepCtx context.Context, oc *graphql.OperationContext) (int, gqlerror.List)
+	// cachingFor says how the successful response of a persisted query
+	// sent with GET may be cached (see httpcache.go).
+	cachingFor(r *http.Request, oc *graphql.OperationContext) httpCaching
 }
 
 var _ graphql.Transport = httpTransport{}
@@ -85,6 +89,10 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		writeResponse(w, media, http.StatusBadRequest, &graphql.Response{Errors: gqlerror.List{requestError("the request has no query")}})
 		return
 	}
+	// Only a GET naming a stored document (an APQ hash or a trusted
+	// document id, as checked above) without the document can be cached:
+	// see httpcache.go.
+	cacheable := r.Method == http.MethodGet && strings.TrimSpace(params.Query) == ""
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
 
@@ -128,7 +136,11 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
 	resp := subscriptions.WithCost(responses(ctx), cost, rc)
-	writeResponse(w, media, http.StatusOK, resp)
+	var caching httpCaching // no-store
+	if cacheable && rc.Operation != nil && rc.Operation.Operation == ast.Query && len(resp.Errors) == 0 {
+		caching = t.ops.cachingFor(r, rc)
+	}
+	writeCached(w, media, http.StatusOK, resp, caching)
 	if rc.Operation != nil && rc.Operation.Operation == ast.Query {
 		// A query's data comes from gqlexec.MarshalData, is written out
 		// and nothing else refers to it. Nothing else may be recycled:
@@ -261,9 +273,17 @@ func requestError(msg string) *gqlerror.Error {
 // bufferPool recycles response buffers.
 var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// writeResponse writes a GraphQL response. The data is already JSON (gqlgen
-// encoded it while executing) and is copied as it is.
+// writeResponse writes a GraphQL response that must not be cached. The
+// data is already JSON (gqlgen encoded it while executing) and is copied as
+// it is.
 func writeResponse(w http.ResponseWriter, media string, status int, resp *graphql.Response) {
+	writeCached(w, media, status, resp, httpCaching{})
+}
+
+// writeCached writes a GraphQL response with the caching headers of c, or
+// only those (304 Not Modified) when c validates the response and the
+// request's If-None-Match matches its ETag.
+func writeCached(w http.ResponseWriter, media string, status int, resp *graphql.Response, c httpCaching) {
 	buf := bufferPool.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= 1<<20 {
@@ -302,8 +322,17 @@ func writeResponse(w http.ResponseWriter, media string, status int, resp *graphq
 	}
 	buf.WriteByte('}')
 	h := w.Header()
+	h.Set("Vary", varyHeader)
+	h.Set("Cache-Control", cmp.Or(c.cacheControl, "no-store"))
+	if c.validate {
+		tag := etag(media, buf.Bytes())
+		h.Set("ETag", tag)
+		if noneMatch(c.match, tag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
 	h.Set("Content-Type", media+"; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
 	// A known length spares the chunked encoding of a large response.
 	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
