@@ -20,8 +20,14 @@ import (
 // document id, without the document — can be cached: its URL is short and
 // stable. Its response, when it has no errors, carries
 //
-//   - ETag: a strong validator, the SHA-256 (128 bits, base64url) of the
-//     response's media type and exact body;
+//   - ETag: a weak validator (W/"…"), the SHA-256 (128 bits, base64url)
+//     of the response's media type, the viewer and the response's data.
+//     Weak, and over the data rather than the whole body, because the
+//     body's extensions report the request itself (its cost, and the
+//     viewer's cost budget after it), which changes from one request to
+//     the next while the data stays the same: a strong tag over the body
+//     would never match again once a cost budget is on. If-None-Match
+//     compares weakly, so a weak tag is all a 304 needs;
 //   - Cache-Control: "private, max-age=N" with N the operation's policy
 //     (cachecontrol.Compute from the schema's @cacheControl hints), capped
 //     by the seconds the viewer's token has left; "no-store" when N is 0.
@@ -48,6 +54,7 @@ type httpCaching struct {
 	// validate says that the response gets an ETag and may be answered
 	// with 304 when it matches If-None-Match (the request's, in match).
 	validate bool
+	viewer   string
 	match    []string
 }
 
@@ -68,22 +75,24 @@ func (s *Server) cachingFor(r *http.Request, oc *graphql.OperationContext) httpC
 		// still be shown after the token expired.
 		maxAge = min(maxAge, int(time.Until(v.ExpiresAt)/time.Second))
 	}
-	c := httpCaching{validate: true, match: r.Header.Values("If-None-Match")}
+	c := httpCaching{validate: true, viewer: v.ID, match: r.Header.Values("If-None-Match")}
 	if maxAge > 0 {
 		c.cacheControl = "private, max-age=" + strconv.Itoa(maxAge)
 	}
 	return c
 }
 
-// etag returns the strong entity tag of a response body in media type
-// media: the first 128 bits of their SHA-256, base64url, quoted.
-func etag(media string, body []byte) string {
+// etag returns the weak entity tag of the data of a response in media type
+// media to viewer: the first 128 bits of their SHA-256, base64url, quoted.
+func etag(media, viewer string, data []byte) string {
 	h := sha256.New()
 	h.Write([]byte(media))
 	h.Write([]byte{0})
-	h.Write(body)
+	h.Write([]byte(viewer))
+	h.Write([]byte{0})
+	h.Write(data)
 	var sum [sha256.Size]byte
-	return `"` + base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])[:16]) + `"`
+	return `W/"` + base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])[:16]) + `"`
 }
 
 // noneMatch reports whether If-None-Match header values (a list of entity

@@ -325,7 +325,7 @@ func writeCached(w http.ResponseWriter, media string, status int, resp *graphql.
 	h.Set("Vary", varyHeader)
 	h.Set("Cache-Control", cmp.Or(c.cacheControl, "no-store"))
 	if c.validate {
-		tag := etag(media, buf.Bytes())
+		tag := etag(media, c.viewer, resp.Data)
 		h.Set("ETag", tag)
 		if noneMatch(c.match, tag) {
 			w.WriteHeader(http.StatusNotModified)
