@@ -171,7 +171,8 @@ func NewCache(src chat.UserDirectory, opts CacheOptions) (*Cache, error) {
 //
 // Calls to the source are detached from ctx's cancellation (with their own
 // timeout), so that callers sharing one are not failed by the one that
-// started it going away; UsersByID itself returns when ctx is done. After
+// started it going away; UsersByID itself returns when ctx is done, with
+// an UPSTREAM_UNAVAILABLE error as a Client's call would. After
 // Close, UsersByID asks the source directly.
 func (c *Cache) UsersByID(ctx context.Context, ids []string) ([]*chat.User, error) {
 	ids = uniqueIDs(ids)
@@ -179,7 +180,7 @@ func (c *Cache) UsersByID(ctx context.Context, ids []string) ([]*chat.User, erro
 		return nil, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, chat.Wrap(chat.CodeUpstreamUnavailable, err, unavailable)
 	}
 	type wait struct {
 		id string
@@ -246,7 +247,7 @@ func (c *Cache) UsersByID(ctx context.Context, ids []string) ([]*chat.User, erro
 		select {
 		case <-w.f.done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, chat.Wrap(chat.CodeUpstreamUnavailable, ctx.Err(), unavailable)
 		}
 		if w.f.err != nil {
 			return nil, w.f.err

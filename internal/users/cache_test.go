@@ -3,6 +3,7 @@ package users_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -386,9 +387,11 @@ func TestCacheCallerLeavingDoesNotFailOthers(t *testing.T) {
 		runtime.Gosched()
 	}
 	cancel()
-	if err := <-first; err != context.Canceled {
+	err := <-first
+	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled caller: %v, want context.Canceled", err)
 	}
+	checkUnavailable(t, err)
 	g.Open()
 	wantNames(t, e.names(t, "u1"), "u1=Name u1")
 	e.cache.Settle()
