@@ -38,6 +38,8 @@ type config struct {
 	DatabaseURL        string
 	UserServiceURL     string
 	UserServiceTimeout time.Duration
+	UserCacheTTL       time.Duration
+	UserCacheStale     time.Duration
 	JWTSecret          string
 	JWTJWKSURL         string
 	JWTIssuer          string
@@ -166,6 +168,8 @@ var settings = []setting{
 	{"ASKGATE_DATABASE_URL", "database-url", "sqlite:data/askgate.db", "postgres://… or a SQLite path (sqlite:PATH or PATH)", str(func(c *config) *string { return &c.DatabaseURL })},
 	{"ASKGATE_USER_SERVICE_URL", "user-service-url", "", "base URL of the user service; empty = built-in users", str(func(c *config) *string { return &c.UserServiceURL })},
 	{"ASKGATE_USER_SERVICE_TIMEOUT", "user-service-timeout", "2s", "timeout of one user service call", duration(func(c *config) *time.Duration { return &c.UserServiceTimeout })},
+	{"ASKGATE_USER_CACHE_TTL", "user-cache-ttl", "30s", "with a user service: how long a profile is served from memory without asking it again; 0 = no cache", duration(func(c *config) *time.Duration { return &c.UserCacheTTL })},
+	{"ASKGATE_USER_CACHE_STALE", "user-cache-stale", "5m", "with the user cache: how long after its TTL a profile is still served, at once while it is refreshed in the background, or while the user service fails", duration(func(c *config) *time.Duration { return &c.UserCacheStale })},
 	{"ASKGATE_JWT_SECRET", "jwt-secret", "", "HS256 secret (at least 32 bytes); development: a fixed dev secret", str(func(c *config) *string { return &c.JWTSecret })},
 	{"ASKGATE_JWT_JWKS_URL", "jwt-jwks-url", "", "JWKS URL for RS256/ES256/EdDSA tokens", str(func(c *config) *string { return &c.JWTJWKSURL })},
 	{"ASKGATE_JWT_ISSUER", "jwt-issuer", "", "required iss claim, when set", str(func(c *config) *string { return &c.JWTIssuer })},

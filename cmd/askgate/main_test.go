@@ -14,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"askgate/internal/chat"
+	"askgate/internal/users/userstest"
 )
 
 // lockedBuffer is a bytes.Buffer that run may write while the test reads.
@@ -250,6 +253,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ASKGATE_GLOBAL_RATE_LIMIT": "lots"}, "ASKGATE_GLOBAL_RATE_LIMIT"},
 		{map[string]string{"ASKGATE_COST_BUDGET": "2000"}, "ASKGATE_COST_BUDGET"},
 		{map[string]string{"ASKGATE_COST_BUDGET": "2000/0"}, "ASKGATE_COST_BUDGET"},
+		{map[string]string{"ASKGATE_USER_CACHE_TTL": "soon"}, "ASKGATE_USER_CACHE_TTL"},
+		{map[string]string{"ASKGATE_USER_CACHE_STALE": "-1s"}, "ASKGATE_USER_CACHE_STALE"},
 	}
 	for _, tc := range cases {
 		if tc.vars["ASKGATE_DATABASE_URL"] == "" {
@@ -344,5 +349,31 @@ func TestServeRequestLimits(t *testing.T) {
 	}
 	if res, out := post(); res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
 		t.Fatalf("third request at 2/m: status %d, Retry-After %q, %v", res.StatusCode, res.Header.Get("Retry-After"), out)
+	}
+}
+
+// TestServeCachesUsers: with a user service, askgate serve keeps profiles
+// for ASKGATE_USER_CACHE_TTL (two viewer queries, one call), and
+// ASKGATE_USER_CACHE_TTL=0 turns the cache off.
+func TestServeCachesUsers(t *testing.T) {
+	for _, tc := range []struct {
+		ttl   string
+		calls int
+	}{{"", 1}, {"0", 2}} {
+		us := userstest.NewServer(t, chat.User{ID: devUser, Name: "From the user service"})
+		base, token, _ := startServe(t, map[string]string{
+			"ASKGATE_DATABASE_URL":     "sqlite:" + filepath.Join(t.TempDir(), "db"),
+			"ASKGATE_USER_SERVICE_URL": us.URL,
+			"ASKGATE_USER_CACHE_TTL":   tc.ttl,
+		})
+		for range 2 {
+			data := graphql(t, base, token, "{ viewer { name } }")
+			if got := data["viewer"].(map[string]any)["name"]; got != "From the user service" {
+				t.Errorf("TTL %q: viewer name = %v", tc.ttl, got)
+			}
+		}
+		if got := us.Calls(); got != tc.calls {
+			t.Errorf("TTL %q: %d user service calls, want %d", tc.ttl, got, tc.calls)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
@@ -93,12 +94,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	var dir chat.UserDirectory = users.NewDirectory(st)
+	var collectors []prometheus.Collector
 	if cfg.UserServiceURL != "" {
 		c, err := users.NewClient(cfg.UserServiceURL, users.Options{Timeout: cfg.UserServiceTimeout})
 		if err != nil {
 			return fmt.Errorf("ASKGATE_USER_SERVICE_URL: %w", err)
 		}
 		dir = c
+		if cfg.UserCacheTTL > 0 {
+			// Profiles are cached in this process; each instance has its own.
+			cache, err := users.NewCache(c, users.CacheOptions{TTL: cfg.UserCacheTTL, Stale: cfg.UserCacheStale, Logger: log})
+			if err != nil {
+				return fmt.Errorf("ASKGATE_USER_CACHE_TTL: %w", err)
+			}
+			defer cache.Close()
+			dir = cache
+			collectors = append(collectors, cache)
+		}
 	}
 
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
@@ -189,6 +201,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Tracer:      tp.Tracer("askgate"),
 		Development: cfg.Mode == modeDevelopment,
 		LoaderWait:  cfg.LoaderWait,
+		Collectors:  collectors,
 
 		RequestTimeout: cfg.RequestTimeout,
 		Limits:         cfg.Limits,

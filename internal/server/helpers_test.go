@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
@@ -67,6 +68,9 @@ type envOptions struct {
 	llm        llm.Options
 	// limits are the request rates and cost budget (none when zero).
 	limits server.RequestLimits
+	// userCache, when set, puts a users.Cache with these options in front
+	// of the user service client, as serve does.
+	userCache *users.CacheOptions
 	// redisTokens keeps the answers' token logs in Redis (with a key
 	// prefix of the test's own), as several instances do.
 	redisTokens bool
@@ -86,6 +90,16 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	client, err := users.NewClient(us.URL, uopts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var dir chat.UserDirectory = client
+	var collectors []prometheus.Collector
+	if opts.userCache != nil {
+		cache, err := users.NewCache(client, *opts.userCache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cache.Close() })
+		dir, collectors = cache, append(collectors, cache)
 	}
 	acfg := auth.Config{Secret: testSecret}
 	if opts.authConfig != nil {
@@ -127,7 +141,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	})
 	h := server.NewServer(server.Deps{
 		Store:       cs,
-		Users:       client,
+		Users:       dir,
 		Auth:        verifier,
 		Logger:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Tracer:      tp.Tracer("test"),
@@ -139,6 +153,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		Answers:        mgr,
 		Subscriptions:  opts.live,
 		RequestLimits:  opts.limits,
+		Collectors:     collectors,
 	})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.MaxHeaderBytes = 2 << 20

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"askgate/internal/demo"
 	"askgate/internal/store/postgres"
 	"askgate/internal/store/postgres/pgtest"
+	"askgate/internal/users"
 )
 
 // screenQuery is the chat screen's query (shared/bench/README.md) with the
@@ -70,6 +74,35 @@ func TestScreenQueryCost(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestScreenQueryUserCache: with the user cache, two consecutive chat
+// screens cost one user service call in all, and /metrics counts the
+// cache's hits.
+func TestScreenQueryUserCache(t *testing.T) {
+	e := newEnv(t, envOptions{userCache: &users.CacheOptions{TTL: time.Hour}})
+	if _, err := demo.Seed(context.Background(), e.Store, "alice", 5, 2); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		var got screenData
+		e.do("alice", screenQuery, map[string]any{"first": 5}, &got)
+		if n := len(got.Conversations.Nodes); n != 5 || got.Conversations.Nodes[0].Owner == nil || got.Conversations.Nodes[0].Owner.Name != "Alice" {
+			t.Fatalf("screen %d: %+v", i+1, got.Conversations)
+		}
+	}
+	if n := e.Users.Calls(); n != 1 {
+		t.Errorf("%d user service calls for two screens, want 1", n)
+	}
+	res, err := http.Get(e.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if want := `askgate_user_cache_lookups_total{result="hit"} 1`; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }
 

@@ -83,6 +83,9 @@ type Deps struct {
 	// Subscriptions configure the WebSocket and server-sent events
 	// transports.
 	Subscriptions SubscriptionOptions
+	// Collectors are more instruments served on /metrics, such as the
+	// user cache's.
+	Collectors []prometheus.Collector
 }
 
 // DefaultRequestTimeout bounds a query or mutation when
@@ -114,6 +117,7 @@ func NewServer(deps Deps) *Server {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(deps.Collectors...)
 	s.metrics = newMetrics(reg)
 	s.documents = newDocumentCache(queryCacheSize, reg)
 	s.handler = s.routes(reg)
