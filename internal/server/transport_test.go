@@ -139,6 +139,9 @@ func TestSubscriptionOverPlainHTTPIsRefused(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	conv := e.startConversation("alice")
 	id := e.ask("alice", conv, "q").Ask.Answer.ID
+	// The answer is generated and saved in the background: once it is
+	// done, only the subscription could call the store.
+	waitFor(t, func() bool { return e.Answers.Running() == 0 })
 	before := e.Store.Calls()
 	r := e.post("Bearer "+e.token("alice"), answerSubscription, map[string]any{"id": id})
 	if r.Status != 400 || len(r.codes()) != 1 || r.codes()[0] != "BAD_REQUEST" || r.Data != nil {

@@ -374,7 +374,9 @@ func TestClientBreakerCallerDeadlineCounts(t *testing.T) {
 func TestClientBreakerTimeoutsCount(t *testing.T) {
 	srv := userstest.NewServer(t, people(3)...)
 	srv.SetDelay(time.Second)
-	c := newClient(t, srv.URL, users.Options{Timeout: 20 * time.Millisecond, BreakerFailures: 2, BreakerTimeout: time.Minute})
+	// The timeout leaves a loaded machine time to get each request to the
+	// service, which counts it, well before the service answers.
+	c := newClient(t, srv.URL, users.Options{Timeout: 300 * time.Millisecond, BreakerFailures: 2, BreakerTimeout: time.Minute})
 	for range 5 {
 		_, err := c.UsersByID(t.Context(), []string{"u1"})
 		checkUnavailable(t, err)
