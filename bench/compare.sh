@@ -3,7 +3,9 @@
 # ../shared/bench on the chat screen query, as ../shared/bench/README.md
 # describes: same PostgreSQL, same user service (bench/userservice), same
 # data shape, each server pinned to core 1 in turn, autocannon pinned to
-# core 0, three alternating rounds, median requests/s of each.
+# core 0, three alternating rounds, median requests/s of each. askgate's
+# cache of user profiles is off (ASKGATE_USER_CACHE_TTL=0 unless set): the
+# peer calls the user service on every request, and so does askgate.
 #
 # Usage: bench/compare.sh   (from the repository; needs node/npm, psql, taskset)
 # Env:   ROUNDS (3), DURATION (10), CONNECTIONS (32), PEER_DIR (/tmp/askgate-peer)
@@ -64,6 +66,7 @@ start_server() { # name → prints pid
 	askgate)
 		env ${ASKGATE_GOGC:+GOGC=$ASKGATE_GOGC} ASKGATE_DEBUG_ADDR=${ASKGATE_DEBUG_ADDR:-} ASKGATE_MODE=production ASKGATE_ADDR=127.0.0.1:$ASKGATE_PORT ASKGATE_DATABASE_URL=$ASKGATE_DB \
 			ASKGATE_JWT_SECRET=$SECRET ASKGATE_USER_SERVICE_URL=http://127.0.0.1:$USERS_PORT \
+			ASKGATE_USER_CACHE_TTL=${ASKGATE_USER_CACHE_TTL:-0} \
 			taskset -c 1 "$WORK/askgate" serve >/dev/null 2>"$WORK/askgate.log" &
 		echo $! ;;
 	yoga)
