@@ -3,6 +3,7 @@ package chat
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies an error for clients. The values are the contract's
@@ -27,6 +28,10 @@ type Error struct {
 	Code    Code
 	Message string
 	Err     error
+	// RetryAfter, for CodeRateLimited, is when the request may succeed
+	// if retried (extensions.retryAfter, and Retry-After over HTTP);
+	// zero when unknown.
+	RetryAfter time.Duration
 }
 
 // Error returns the client message, followed by the cause when there is one.

@@ -18,6 +18,7 @@ import (
 
 	"askgate/internal/auth"
 	"askgate/internal/chat"
+	"askgate/internal/limits"
 	"askgate/internal/protect"
 	"askgate/loaders"
 	"askgate/resolvers"
@@ -124,6 +125,9 @@ func (s *Server) presentError(ctx context.Context, err error) *gqlerror.Error {
 		}
 		gerr.Message = ce.Message
 		gerr.Extensions = map[string]any{"code": string(ce.Code)}
+		if retry := limits.RetryAfterSeconds(ce.RetryAfter); retry > 0 {
+			gerr.Extensions["retryAfter"] = retry
+		}
 	case gerr.Extensions["code"] != nil && gerr.Err == nil:
 		// gqlgen's own errors about the document or its variables
 		// (GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, …) describe the

@@ -140,13 +140,30 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	if cacheable && rc.Operation != nil && rc.Operation.Operation == ast.Query && len(resp.Errors) == 0 {
 		caching = t.ops.cachingFor(r, rc)
 	}
-	writeCached(w, media, http.StatusOK, resp, caching)
+	writeCached(w, media, executionStatus(w, resp), resp, caching)
 	if rc.Operation != nil && rc.Operation.Operation == ast.Query {
 		// A query's data comes from gqlexec.MarshalData, is written out
 		// and nothing else refers to it. Nothing else may be recycled:
 		// other data can be shared (a subscription event's rendering).
 		gqlexec.ReleaseData(resp.Data)
 	}
+}
+
+// executionStatus returns the HTTP status of an executed operation: 200,
+// unless it produced no data and only RATE_LIMITED errors — an ask
+// refused by the answer limits, which only its resolver can check — which
+// gets 429 and Retry-After like a request the limits refused before it
+// ran.
+func executionStatus(w http.ResponseWriter, resp *graphql.Response) int {
+	if len(resp.Errors) == 0 || (len(resp.Data) > 0 && string(resp.Data) != "null") {
+		return http.StatusOK
+	}
+	for _, e := range resp.Errors {
+		if e == nil || e.Extensions["code"] != codeRateLimited {
+			return http.StatusOK
+		}
+	}
+	return refusalStatus(w, resp.Errors, http.StatusOK)
 }
 
 // negotiate picks the response media type from an Accept header: the
