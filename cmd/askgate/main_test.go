@@ -250,6 +250,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ASKGATE_GLOBAL_RATE_LIMIT": "lots"}, "ASKGATE_GLOBAL_RATE_LIMIT"},
 		{map[string]string{"ASKGATE_COST_BUDGET": "2000"}, "ASKGATE_COST_BUDGET"},
 		{map[string]string{"ASKGATE_COST_BUDGET": "2000/0"}, "ASKGATE_COST_BUDGET"},
+		{map[string]string{"ASKGATE_ANSWER_CACHE_TTL": "a day"}, "ASKGATE_ANSWER_CACHE_TTL"},
 	}
 	for _, tc := range cases {
 		if tc.vars["ASKGATE_DATABASE_URL"] == "" {
