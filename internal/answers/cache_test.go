@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -362,5 +363,52 @@ func TestAnswerCacheDown(t *testing.T) {
 	_, events := c.start("alice", "q", false)
 	if got := final(t, events); got.Status != chat.StatusComplete || c.Backend.Requests() != 1 {
 		t.Errorf("ask with Redis down: %s, %d backend calls", got.Status, c.Backend.Requests())
+	}
+}
+
+// TestAnswerCacheReplay: a long cached text, in several scripts, streams
+// back exactly, in valid UTF-8 deltas, about 50 at most.
+func TestAnswerCacheReplay(t *testing.T) {
+	cache := answercache.NewMemory(answercache.MemoryOptions{TTL: time.Hour})
+	c := newCached(t, cache, answers.Options{ReplayPace: time.Millisecond})
+	var b strings.Builder
+	for i := range 400 {
+		b.WriteString([]string{"naïve ", "日本語のテキスト", "emoji 🙂\n", "  tabs\tand  spaces ", "Ελληνικά. "}[i%5])
+	}
+	content := b.String()
+	key := answercache.Key(answercache.Question{Model: llmtest.DefaultModel, Text: "long"})
+	must(0, cache.Put(t.Context(), key, &answercache.Entry{Content: content, Model: "original-model"}))
+	ex, events := c.start("alice", "long", false)
+	if !ex.Answer.Cached || text(events) != content {
+		t.Fatalf("cached %v, streamed %d bytes; want the %d cached", ex.Answer.Cached, len(text(events)), len(content))
+	}
+	for i, ev := range events {
+		if !utf8.ValidString(ev.Delta) {
+			t.Errorf("event %d: invalid UTF-8 %q", i, ev.Delta)
+		}
+	}
+	if n := len(events); n < 10 || n > 70 {
+		t.Errorf("%d events; want about 50", n)
+	}
+	if got := final(t, events); got.Content != content || got.Model != "original-model" || c.Backend.Requests() != 0 {
+		t.Errorf("saved %d bytes by %q, %d backend calls", len(got.Content), got.Model, c.Backend.Requests())
+	}
+}
+
+// TestCancelACachedAnswer: an answer served from the cache is cancelled
+// like any other, keeping what was streamed.
+func TestCancelACachedAnswer(t *testing.T) {
+	c := newCached(t, answercache.NewMemory(answercache.MemoryOptions{TTL: time.Hour}), answers.Options{ReplayPace: time.Hour})
+	c.Backend.SetReply(longReply...)
+	c.start("alice", "q", false)
+	ex := &chat.Exchange{Conversation: &chat.Conversation{OwnerID: "alice"}, Question: &chat.Message{Content: "q"}, Answer: &chat.Message{}}
+	must(c.M.Ask(t.Context(), "alice", ex, ""))
+	events := must(c.M.Watch(t.Context(), "alice", ex.Answer.ID, 0))
+	a := must(c.M.Cancel(t.Context(), "alice", ex.Answer.ID))
+	if a.Status != chat.StatusCancelled || !a.Cached || a.Content != "" {
+		t.Errorf("cancelled cached answer: %s, cached %v, %q", a.Status, a.Cached, a.Content)
+	}
+	if got := collect(t, events); !got[len(got)-1].Done {
+		t.Error("no terminal event")
 	}
 }
