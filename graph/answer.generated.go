@@ -477,7 +477,11 @@ func (ec *executionContext) unmarshalInputAskInput(ctx context.Context, obj any)
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"conversationId", "question", "model", "idempotencyKey"}
+	if _, present := asMap["cache"]; !present {
+		asMap["cache"] = true
+	}
+
+	fieldsInOrder := [...]string{"conversationId", "question", "model", "idempotencyKey", "cache"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -512,6 +516,13 @@ func (ec *executionContext) unmarshalInputAskInput(ctx context.Context, obj any)
 				return it, err
 			}
 			it.IdempotencyKey = data
+		case "cache":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cache"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cache = data
 		}
 	}
 	return it, nil

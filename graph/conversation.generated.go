@@ -1077,6 +1077,38 @@ func (ec *executionContext) fieldContext_Message_error(_ context.Context, field 
 	return graphql.NewScalarFieldContext("Message", field, true, true, "String")
 }
 
+func (ec *executionContext) _Message_cached(ctx context.Context, field graphql.CollectedField, obj *chat.Message) (ret graphql.Marshaler) {
+	if len(field.Selections) == 0 {
+		if m, ok := gqlexec.ResolveLeaf(ctx, ec.OperationContext, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_cached(ctx, field)
+		}, func() bool { return obj.Cached }, func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		}, true); ok {
+			return m
+		}
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Message_cached(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cached, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Message_cached(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Message", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _MessageConnection_edges(ctx context.Context, field graphql.CollectedField, obj *chat.MessagePage) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1871,7 +1903,11 @@ func (ec *executionContext) unmarshalInputStartConversationInput(ctx context.Con
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"title", "question", "model"}
+	if _, present := asMap["cache"]; !present {
+		asMap["cache"] = true
+	}
+
+	fieldsInOrder := [...]string{"title", "question", "model", "cache"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -1899,6 +1935,13 @@ func (ec *executionContext) unmarshalInputStartConversationInput(ctx context.Con
 				return it, err
 			}
 			it.Model = data
+		case "cache":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cache"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cache = data
 		}
 	}
 	return it, nil
@@ -2149,6 +2192,11 @@ func (ec *executionContext) _Message(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Message_error(ctx, field, obj)
 				})
+		case "cached":
+			out.Values[i] = ec._Message_cached(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}

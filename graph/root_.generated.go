@@ -75,6 +75,7 @@ type ComplexityRoot struct {
 
 	Message struct {
 		Author       func(childComplexity int) int
+		Cached       func(childComplexity int) int
 		CompletedAt  func(childComplexity int) int
 		Content      func(childComplexity int) int
 		Conversation func(childComplexity int) int
@@ -302,6 +303,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Message.Author(childComplexity), true
+	case "Message.cached":
+		if e.ComplexityRoot.Message.Cached == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Message.Cached(childComplexity), true
 	case "Message.completedAt":
 		if e.ComplexityRoot.Message.CompletedAt == nil {
 			break
@@ -759,6 +766,13 @@ input AskInput {
   stored, and nothing new is generated.
   """
   idempotencyKey: String
+  """
+  Whether the question may be answered from the answer cache, when the
+  server has one and the conversation has no messages yet (the cache only
+  holds answers to first questions): false always asks the language model,
+  and keeps the answer out of the cache.
+  """
+  cache: Boolean = true
 }
 
 "The result of ` + "`" + `ask` + "`" + `."
@@ -921,6 +935,13 @@ type Message implements Node @cacheControl(maxAge: 0, scope: PRIVATE) {
   usage: TokenUsage
   "Why the answer failed; null unless the status is FAILED."
   error: String
+  """
+  True for an answer served from the answer cache: the same first question,
+  asked before of the same model, was answered then, and that answer was
+  streamed again without calling the language model (its ` + "`" + `usage` + "`" + ` is zero).
+  False for every other message.
+  """
+  cached: Boolean!
 }
 
 "An edge in a ConversationConnection."
@@ -1005,6 +1026,12 @@ input StartConversationInput {
   question: String @cost(weight: 1000)
   "The model that answers the question; defaults to the backend's default (see ` + "`" + `models` + "`" + `)."
   model: String
+  """
+  Whether the question may be answered from the answer cache, when the
+  server has one: false always asks the language model, and keeps the
+  answer out of the cache.
+  """
+  cache: Boolean = true
 }
 
 "The result of ` + "`" + `startConversation` + "`" + `."
@@ -1296,6 +1323,8 @@ func (ec *executionContext) childFields_Message(ctx context.Context, field graph
 		return ec.fieldContext_Message_usage(ctx, field)
 	case "error":
 		return ec.fieldContext_Message_error(ctx, field)
+	case "cached":
+		return ec.fieldContext_Message_cached(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Message", field.Name)
 }

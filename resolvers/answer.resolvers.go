@@ -36,6 +36,7 @@ func (r *mutationResolver) Ask(ctx context.Context, input model.AskInput) (*mode
 	}
 	ex := &chat.Exchange{
 		IdempotencyKey: key,
+		NoCache:        input.Cache != nil && !*input.Cache,
 		Question:       &chat.Message{ConversationID: conv, Content: question},
 		Answer:         &chat.Message{ConversationID: conv},
 	}

@@ -187,6 +187,7 @@ func (r *mutationResolver) StartConversation(ctx context.Context, input model.St
 	}
 	ex := &chat.Exchange{
 		Conversation: c,
+		NoCache:      input.Cache != nil && !*input.Cache,
 		Question:     &chat.Message{Content: question},
 		Answer:       &chat.Message{},
 	}

@@ -67,6 +67,9 @@ type config struct {
 	LLMFirstTokenTimeout time.Duration
 	LLMIdleTimeout       time.Duration
 	AnswerRetention      time.Duration
+	// AnswerCacheTTL is how long an answer to a first question is served
+	// again from the answer cache; zero turns the cache off.
+	AnswerCacheTTL       time.Duration
 	LeaseTTL             time.Duration
 	MaxConcurrentAnswers int
 	LLMTokenBudget       int
@@ -177,7 +180,7 @@ var settings = []setting{
 	{"ASKGATE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *config) *string { return &c.LogLevel })},
 	{"ASKGATE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long a graceful shutdown may take", duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 	{"ASKGATE_LOADER_WAIT", "loader-wait", "1ms", "dataloader batch window", duration(func(c *config) *time.Duration { return &c.LoaderWait })},
-	{"ASKGATE_REDIS_URL", "redis-url", "", "redis://… for state shared by every instance (persisted queries, answer streams, leases); empty = in-process", str(func(c *config) *string { return &c.RedisURL })},
+	{"ASKGATE_REDIS_URL", "redis-url", "", "redis://… for state shared by every instance (persisted queries, answer streams, leases, the answer cache); empty = in-process", str(func(c *config) *string { return &c.RedisURL })},
 	{"ASKGATE_PERSISTED_QUERIES", "persisted-queries", "", "path of a trusted-documents manifest (Apollo's or a sha256→document map); reloaded on SIGHUP", str(func(c *config) *string { return &c.PersistedQueries })},
 	{"ASKGATE_PERSISTED_ONLY", "persisted-only", "false", "true: run only operations in the manifest", boolean(func(c *config) *bool { return &c.PersistedOnly })},
 	{"ASKGATE_MAX_DEPTH", "max-depth", "10", "deepest operation (MAX_DEPTH_LIMIT)", integer(func(c *config) *int { return &c.Limits.MaxDepth })},
@@ -200,6 +203,7 @@ var settings = []setting{
 	{"ASKGATE_LLM_FIRST_TOKEN_TIMEOUT", "llm-first-token-timeout", "30s", "longest wait for an answer's first token", duration(func(c *config) *time.Duration { return &c.LLMFirstTokenTimeout })},
 	{"ASKGATE_LLM_IDLE_TIMEOUT", "llm-idle-timeout", "30s", "longest wait between two tokens of an answer", duration(func(c *config) *time.Duration { return &c.LLMIdleTimeout })},
 	{"ASKGATE_ANSWER_RETENTION", "answer-retention", "10m", "how long a finished answer's events stay replayable", duration(func(c *config) *time.Duration { return &c.AnswerRetention })},
+	{"ASKGATE_ANSWER_CACHE_TTL", "answer-cache-ttl", "0", "how long the answer to a conversation's first question is served again, to anyone asking the same first question of the same model (in Redis when configured); 0 = no answer cache", duration(func(c *config) *time.Duration { return &c.AnswerCacheTTL })},
 	{"ASKGATE_MAX_CONCURRENT_ANSWERS", "max-concurrent-answers", "3", "answers one user may have generating at once; 0 = no cap", integer(func(c *config) *int { return &c.MaxConcurrentAnswers })},
 	{"ASKGATE_LLM_TOKEN_BUDGET", "llm-token-budget", "0", "LLM tokens per user per day (UTC); 0 = no budget", integer(func(c *config) *int { return &c.LLMTokenBudget })},
 	{"ASKGATE_LEASE_TTL", "lease-ttl", "5s", "with Redis: how long an instance's hold on a running answer lasts; another instance finishes the answers of one silent for longer", duration(func(c *config) *time.Duration { return &c.LeaseTTL })},

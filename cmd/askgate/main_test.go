@@ -255,6 +255,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ASKGATE_COST_BUDGET": "2000/0"}, "ASKGATE_COST_BUDGET"},
 		{map[string]string{"ASKGATE_USER_CACHE_TTL": "soon"}, "ASKGATE_USER_CACHE_TTL"},
 		{map[string]string{"ASKGATE_USER_CACHE_STALE": "-1s"}, "ASKGATE_USER_CACHE_STALE"},
+		{map[string]string{"ASKGATE_ANSWER_CACHE_TTL": "a day"}, "ASKGATE_ANSWER_CACHE_TTL"},
 	}
 	for _, tc := range cases {
 		if tc.vars["ASKGATE_DATABASE_URL"] == "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"askgate/internal/answercache"
 	"askgate/internal/answers"
 	"askgate/internal/auth"
 	"askgate/internal/chat"
@@ -171,6 +172,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if answerFallback != nil {
 		defer answerFallback.Close()
 	}
+	cache := answerCache(cfg, lrdb, log)
 	gen := answers.New(answers.Options{
 		Store:         st,
 		LLM:           backend,
@@ -184,6 +186,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		LeaseTTL:      cfg.LeaseTTL,
 		Concurrency:   slots,
 		TokenQuota:    tokenQuota,
+		Cache:         cache,
 	})
 	// On every way out (an error below, or after the graceful shutdown,
 	// when it returns at once) the Manager's loops stop before the log,
@@ -397,4 +400,20 @@ func answerLimits(cfg *config, rdb *redis.Client, log *slog.Logger) (limits.Conc
 		}
 	}
 	return slots, tokens, fb
+}
+
+// answerCache returns the answer cache (nil when ASKGATE_ANSWER_CACHE_TTL
+// is 0): in Redis when rdb is set, so that every instance shares it (rdb
+// gives up when a call's context does: a slow Redis delays an ask by
+// answercache.DefaultRedisTimeout at most, then counts as a miss), in
+// process otherwise.
+func answerCache(cfg *config, rdb *redis.Client, log *slog.Logger) answercache.Cache {
+	if cfg.AnswerCacheTTL <= 0 {
+		return nil
+	}
+	log.Info("answer cache", slog.Duration("ttl", cfg.AnswerCacheTTL), slog.Bool("redis", rdb != nil))
+	if rdb != nil {
+		return answercache.NewRedis(rdb, answercache.RedisOptions{TTL: cfg.AnswerCacheTTL})
+	}
+	return answercache.NewMemory(answercache.MemoryOptions{TTL: cfg.AnswerCacheTTL})
 }

@@ -22,6 +22,11 @@ type AskInput struct {
 	// is safe: the same key from the same user returns the pair the first call
 	// stored, and nothing new is generated.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+	// Whether the question may be answered from the answer cache, when the
+	// server has one and the conversation has no messages yet (the cache only
+	// holds answers to first questions): false always asks the language model,
+	// and keeps the answer out of the cache.
+	Cache *bool `json:"cache,omitempty"`
 }
 
 // The result of `ask`.
@@ -88,6 +93,10 @@ type StartConversationInput struct {
 	Question *string `json:"question,omitempty"`
 	// The model that answers the question; defaults to the backend's default (see `models`).
 	Model *string `json:"model,omitempty"`
+	// Whether the question may be answered from the answer cache, when the
+	// server has one: false always asks the language model, and keeps the
+	// answer out of the cache.
+	Cache *bool `json:"cache,omitempty"`
 }
 
 // The result of `startConversation`.

@@ -16,7 +16,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"askgate/internal/answercache"
 	"askgate/internal/chat"
 	"askgate/internal/cluster"
 	"askgate/internal/limits"
@@ -28,6 +31,7 @@ const (
 	DefaultCheckpointInterval = 500 * time.Millisecond
 	DefaultSaveTimeout        = 10 * time.Second
 	DefaultLeaseTTL           = 5 * time.Second
+	DefaultReplayPace         = 20 * time.Millisecond
 	// CompletionEstimate is the tokens an answer is expected to take when
 	// MaxTokens does not bound it, for the token quota's reservation.
 	CompletionEstimate = 1000
@@ -92,6 +96,31 @@ type Options struct {
 	// whose lease has lapsed is finished by another instance as FAILED
 	// (interrupted). Zero means DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Cache, when set, answers the first question of a conversation (one
+	// with no earlier message) from the answer given before to the same
+	// question (see answercache.Key: the model, the system prompt,
+	// MaxTokens and the question, trimmed and with its white space
+	// collapsed), whoever asked it. Such an answer is still created
+	// STREAMING and streamed through its log (in deltas of a few words,
+	// see ReplayPace), then saved COMPLETE with Cached set and a usage of
+	// zero tokens; the backend is not called, and the ask takes neither a
+	// generation slot nor tokens from its owner's limits.
+	// A first question the cache does not hold is generated as usual and,
+	// once COMPLETE (never FAILED, CANCELLED or empty), stored in it.
+	// Questions with history are never looked up nor stored, and neither
+	// are asks with chat.Exchange.NoCache. Two identical first questions
+	// asked at once both call the backend (nothing is coalesced); the
+	// last to end is the one kept. A cache that fails (Redis down) is
+	// logged and taken as a miss: it never fails an ask. Nil means no
+	// cache.
+	Cache answercache.Cache
+	// ReplayPace is the wait before each delta of an answer served from
+	// the cache, so that a client that subscribes once its ask returns
+	// sees it stream (an answer that has ended when a subscription starts
+	// comes in its final event only). The text goes in about 50 deltas at
+	// most, so a replay lasts about 50 × ReplayPace at most. Zero means
+	// DefaultReplayPace; negative means no wait.
+	ReplayPace time.Duration
 }
 
 // Manager starts, tracks and stops generations. It is safe for concurrent
@@ -129,6 +158,15 @@ type job struct {
 	// quota is what the answer holds of its owner's limits, given back
 	// or settled when it ends.
 	quota quota
+	// cache is how the answer uses the answer cache.
+	cache cacheUse
+}
+
+// cacheUse is how an answer uses the answer cache: served from it (hit
+// set), or to be stored in it once complete (key set, no hit), or neither.
+type cacheUse struct {
+	key string
+	hit *answercache.Entry
 }
 
 // quota is what an ask takes from its owner's limits: a generation slot
@@ -155,6 +193,9 @@ func New(opts Options) *Manager {
 	}
 	if m.opts.LeaseTTL <= 0 {
 		m.opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if m.opts.ReplayPace == 0 {
+		m.opts.ReplayPace = DefaultReplayPace
 	}
 	m.base, m.stop = context.WithCancelCause(context.Background())
 	// The loops outlive the jobs' context: leases are renewed until the
@@ -265,9 +306,17 @@ func (m *Manager) Ask(ctx context.Context, owner string, ex *chat.Exchange, mode
 			return false, err
 		}
 	}
-	q, err := m.take(ctx, owner, req)
+	cache, err := m.lookup(ctx, owner, ex, history, req)
 	if err != nil {
 		return false, err
+	}
+	var q quota
+	if cache.hit == nil {
+		// An answer from the cache costs the backend nothing: it takes
+		// nothing from the limits.
+		if q, err = m.take(ctx, owner, req); err != nil {
+			return false, err
+		}
 	}
 	// Until a generation owns them, the slot and the reservation go back
 	// on every way out, a panic included.
@@ -279,6 +328,7 @@ func (m *Manager) Ask(ctx context.Context, owner string, ex *chat.Exchange, mode
 	}()
 	ex.Question.Role, ex.Question.Status, ex.Question.AuthorID = chat.RoleUser, chat.StatusComplete, owner
 	ex.Answer.Role, ex.Answer.Status, ex.Answer.Model = chat.RoleAssistant, chat.StatusStreaming, model
+	ex.Answer.Cached = cache.hit != nil
 	if created, err = m.opts.Store.AddExchange(ctx, owner, ex); err != nil || !created {
 		return created, err
 	}
@@ -289,8 +339,57 @@ func (m *Manager) Ask(ctx context.Context, owner string, ex *chat.Exchange, mode
 		return true, fmt.Errorf("opening the token log: %w", err)
 	}
 	handedOver = true
-	m.start(owner, ex.Answer, req, q)
+	m.start(owner, ex.Answer, req, q, cache)
 	return true, nil
+}
+
+// lookup decides how an ask uses the answer cache (see Options.Cache) and
+// looks its question up there when it may be served from it. history is
+// what Ask read of the conversation: nothing when it read none.
+func (m *Manager) lookup(ctx context.Context, owner string, ex *chat.Exchange, history []*chat.Message, req chat.CompletionRequest) (cacheUse, error) {
+	if m.opts.Cache == nil || ex.NoCache || req.Model == "" {
+		// Without a model named the backend picks one, which may
+		// change: nothing is cached.
+		return cacheUse{}, nil
+	}
+	// Only a conversation's first question: a new conversation's, or one
+	// asked in a conversation without messages.
+	first := ex.Conversation != nil
+	switch {
+	case first:
+	case m.opts.HistoryTokens > 0: // Ask read the history
+		first = len(history) == 0
+	default:
+		counts, err := m.opts.Store.CountMessages(ctx, owner, []string{ex.Question.ConversationID})
+		if err != nil {
+			return cacheUse{}, err
+		}
+		first = counts[ex.Question.ConversationID] == 0
+	}
+	if !first {
+		return cacheUse{}, nil
+	}
+	key := answercache.Key(answercache.Question{
+		Model: req.Model, SystemPrompt: m.opts.SystemPrompt, MaxTokens: m.opts.MaxTokens, Text: ex.Question.Content,
+	})
+	hit, err := m.opts.Cache.Get(ctx, key)
+	if err != nil {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "the answer cache was not read; the backend answers", slog.String("error", err.Error()))
+		hit = nil
+	}
+	if hit != nil && hit.Content == "" {
+		hit = nil // never stored so; not worth serving
+	}
+	return cacheUse{key: key, hit: hit}, nil
+}
+
+// remember stores a complete answer in the answer cache under key.
+func (m *Manager) remember(key string, e *answercache.Entry) {
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultSaveTimeout)
+	defer cancel()
+	if err := m.opts.Cache.Put(ctx, key, e); err != nil {
+		m.log.LogAttrs(ctx, slog.LevelWarn, "an answer was not stored in the answer cache", slog.String("error", err.Error()))
+	}
 }
 
 // take takes a generation slot and a reservation of tokens from owner's
@@ -402,9 +501,9 @@ func promptTokens(msgs []chat.PromptMessage) int {
 }
 
 // start runs the generation of answer in its own goroutine.
-func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionRequest, q quota) {
+func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionRequest, q quota, cache cacheUse) {
 	ctx, cancel := context.WithCancelCause(m.base)
-	j := &job{owner: owner, conversationID: answer.ConversationID, answer: answer, cancel: cancel, done: make(chan struct{}), quota: q}
+	j := &job{owner: owner, conversationID: answer.ConversationID, answer: answer, cancel: cancel, done: make(chan struct{}), quota: q, cache: cache}
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
@@ -433,7 +532,8 @@ func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionR
 
 // generate streams the reply into the answer's log and the store, and
 // returns the tokens it used: the backend's count, or an estimate of the
-// prompt and the text when the backend gave none.
+// prompt and the text when the backend gave none. An answer served from
+// the answer cache streams the cached text instead, and uses none.
 func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionRequest) int {
 	a := j.answer
 	var content strings.Builder
@@ -442,7 +542,13 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 	status, errMsg := chat.StatusComplete, ""
 
 	logBroken := false
-	stream, err := m.opts.LLM.Complete(ctx, req)
+	var stream chat.CompletionStream
+	var err error
+	if hit := j.cache.hit; hit != nil {
+		stream = newReplay(ctx, hit, m.opts.ReplayPace)
+	} else {
+		stream, err = m.opts.LLM.Complete(ctx, req)
+	}
 	if err == nil {
 		lastSave := time.Now()
 		for {
@@ -500,11 +606,75 @@ func (m *Manager) generate(ctx context.Context, j *job, req chat.CompletionReque
 		}
 	}
 	m.finish(j.owner, a, &content, usage, model, status, errMsg)
+	if j.cache.key != "" && j.cache.hit == nil && status == chat.StatusComplete && content.Len() > 0 {
+		m.remember(j.cache.key, &answercache.Entry{Content: content.String(), Model: model, Usage: usage, CreatedAt: chat.Now()})
+	}
 	if usage != nil {
 		return usage.TotalTokens
 	}
 	return EstimateTokens(content.String()) + promptTokens(req.Messages)
 }
+
+// The deltas of an answer served from the cache: a delta ends after the
+// first white space once it holds at least replayChunk bytes, or the
+// text's length over replayDeltas, and holds at most four times that. So
+// a replay takes at most about replayDeltas deltas and as many
+// Options.ReplayPace.
+const (
+	replayChunk  = 16
+	replayDeltas = 50
+)
+
+// replay is the chat.CompletionStream of an answer served from the answer
+// cache: its text in deltas of a few words, one every pace, and a usage of
+// zero tokens.
+type replay struct {
+	ctx      context.Context
+	rest     string
+	model    string
+	pace     time.Duration
+	min, max int
+}
+
+func newReplay(ctx context.Context, e *answercache.Entry, pace time.Duration) *replay {
+	n := max(replayChunk, len(e.Content)/replayDeltas)
+	return &replay{ctx: ctx, rest: e.Content, model: e.Model, pace: pace, min: n, max: 4 * n}
+}
+
+func (r *replay) Next() (string, error) {
+	if r.rest == "" {
+		return "", io.EOF
+	}
+	if r.pace > 0 {
+		t := time.NewTimer(r.pace)
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+			t.Stop()
+		}
+	}
+	if err := r.ctx.Err(); err != nil {
+		return "", err
+	}
+	n := len(r.rest)
+	for i, c := range r.rest {
+		if i >= r.max {
+			n = i
+			break
+		}
+		if i >= r.min && unicode.IsSpace(c) {
+			n = i + utf8.RuneLen(c)
+			break
+		}
+	}
+	piece := r.rest[:n]
+	r.rest = r.rest[n:]
+	return piece, nil
+}
+
+func (r *replay) Model() string           { return r.model }
+func (r *replay) Usage() *chat.TokenUsage { return &chat.TokenUsage{} }
+func (r *replay) Close() error            { return nil }
 
 // checkpoint saves the content of a growing answer. It reports false when
 // the stored answer is no longer STREAMING. A failed checkpoint is only

@@ -82,6 +82,10 @@ type Message struct {
 	Usage       *TokenUsage
 	// Error says why an answer FAILED; it is empty otherwise.
 	Error string
+	// Cached is set on an answer served from the answer cache (see
+	// internal/answers) instead of being generated: it is set when the
+	// answer is stored and never changes. It is false for questions.
+	Cached bool
 }
 
 // NodeID is the opaque global id of the message.

@@ -107,8 +107,12 @@ type Exchange struct {
 	// IdempotencyKey makes a retried ask store nothing new; empty means
 	// none.
 	IdempotencyKey string
-	Question       *Message
-	Answer         *Message
+	// NoCache keeps the answer cache out of this ask (see
+	// answers.Options.Cache): the answer is neither looked up nor stored
+	// there. Stores ignore it.
+	NoCache  bool
+	Question *Message
+	Answer   *Message
 }
 
 // AnswerRef names an answer and its owner.

@@ -18,7 +18,7 @@ import (
 // messageColumns lists the columns of a message, as every query reads them.
 var messageColumns = []string{
 	"id", "conversation_id", "role", "author_id", "content", "status", "model",
-	"created_at", "completed_at", "prompt_tokens", "completion_tokens", "total_tokens", "error",
+	"created_at", "completed_at", "prompt_tokens", "completion_tokens", "total_tokens", "error", "cached",
 }
 
 // The positions of the columns that messageRow reads raw.
@@ -117,7 +117,7 @@ func newMessageRow() *messageRow {
 	r := &messageRow{}
 	r.dest = []any{
 		&r.m.ID, nil, nil, &r.author, &r.m.Content, nil, nil,
-		&r.m.CreatedAt, &r.completed, &r.prompt, &r.completion, &r.total, &r.errText,
+		&r.m.CreatedAt, &r.completed, &r.prompt, &r.completion, &r.total, &r.errText, &r.m.Cached,
 	}
 	return r
 }
@@ -160,6 +160,7 @@ func (r *messageRow) scan(rows pgx.Rows) (*chat.Message, error) {
 		m.Usage = u
 	}
 	m.Error = r.errText.String
+	m.Cached = r.m.Cached
 	return m, nil
 }
 
@@ -222,7 +223,7 @@ func messageArgs(m *chat.Message) []any {
 	}
 	return []any{
 		m.ID, m.ConversationID, string(m.Role), text(m.AuthorID), m.Content, string(m.Status),
-		text(m.Model), m.CreatedAt, completed, prompt, completion, total, text(m.Error),
+		text(m.Model), m.CreatedAt, completed, prompt, completion, total, text(m.Error), m.Cached,
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 // messageColumns lists the columns of a message, as every query reads them.
 var messageColumns = []string{
 	"id", "conversation_id", "role", "author_id", "content", "status", "model",
-	"created_at", "completed_at", "prompt_tokens", "completion_tokens", "total_tokens", "error",
+	"created_at", "completed_at", "prompt_tokens", "completion_tokens", "total_tokens", "error", "cached",
 }
 
 // columns returns messageColumns qualified with the table alias t.
@@ -74,6 +74,7 @@ type messageRow struct {
 	author, model, errText                    sql.NullString
 	created                                   int64
 	completed, prompt, completion, total      sql.NullInt64
+	cached                                    bool
 	dest                                      []any
 
 	msgs  sqlkit.Slab[chat.Message]
@@ -85,7 +86,7 @@ func newMessageRow() *messageRow {
 	r := &messageRow{}
 	r.dest = []any{
 		&r.id, &r.conversationID, &r.role, &r.author, &r.content, &r.status, &r.model,
-		&r.created, &r.completed, &r.prompt, &r.completion, &r.total, &r.errText,
+		&r.created, &r.completed, &r.prompt, &r.completion, &r.total, &r.errText, &r.cached,
 	}
 	return r
 }
@@ -119,6 +120,7 @@ func (r *messageRow) scan(rows *sql.Rows) (*chat.Message, error) {
 		m.Usage = u
 	}
 	m.Error = r.errText.String
+	m.Cached = r.cached
 	return m, nil
 }
 
@@ -172,7 +174,7 @@ func messageArgs(m *chat.Message) []any {
 	}
 	return []any{
 		m.ID, m.ConversationID, string(m.Role), nullString(m.AuthorID), m.Content, string(m.Status),
-		nullString(m.Model), micros(m.CreatedAt), completed, prompt, completion, total, nullString(m.Error),
+		nullString(m.Model), micros(m.CreatedAt), completed, prompt, completion, total, nullString(m.Error), m.Cached,
 	}
 }
 

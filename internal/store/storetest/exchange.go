@@ -457,6 +457,44 @@ func testUpdateAnswer(t *testing.T, s chat.Store) {
 	checkMessages(t, getMessages(t, s, alice, q.ID), []*chat.Message{ex.Question})
 }
 
+// testUpdateAnswerKeepsCached checks that an answer stored as cached (served
+// from the answer cache) is read back so, stays so through its checkpoints
+// and end, and that other answers are not.
+func testUpdateAnswerKeepsCached(t *testing.T, s chat.Store) {
+	c := mustCreate(t, s, &chat.Conversation{OwnerID: alice})
+	cached := newExchange(c.ID, "")
+	cached.Answer.Cached = true
+	addExchange(t, s, alice, cached)
+	plain := addExchange(t, s, alice, newExchange(c.ID, ""))
+	checkMessages(t, getMessages(t, s, alice, cached.Question.ID, cached.Answer.ID, plain.Answer.ID),
+		[]*chat.Message{cached.Question, cached.Answer, plain.Answer})
+	if got := getMessages(t, s, alice, cached.Answer.ID)[0]; !got.Cached {
+		t.Fatalf("answer stored with Cached read back as %s", messageString(got))
+	}
+
+	completed := chat.Now()
+	for _, a := range []*chat.Message{cached.Answer, plain.Answer} {
+		end := *a
+		end.Content = "Rayleigh scattering."
+		updateAnswer(t, s, alice, &end)
+		end.Status, end.CompletedAt, end.Usage = chat.StatusComplete, &completed, &chat.TokenUsage{}
+		// UpdateAnswer does not write Cached: what the answer was
+		// created as stays.
+		end.Cached = !a.Cached
+		updateAnswer(t, s, alice, &end)
+		end.Cached = a.Cached
+		checkMessages(t, getMessages(t, s, alice, a.ID), []*chat.Message{&end})
+	}
+	pages := listMessages(t, s, alice, []string{c.ID}, chat.Page{Limit: 10})
+	var flags []bool
+	for _, m := range pages[0].Messages {
+		flags = append(flags, m.Cached)
+	}
+	if want := []bool{false, true, false, false}; !slices.Equal(flags, want) {
+		t.Errorf("Cached of the conversation's messages, listed = %v; want %v", flags, want)
+	}
+}
+
 func testUpdateAnswerFinalStates(t *testing.T, s chat.Store) {
 	c := mustCreate(t, s, &chat.Conversation{OwnerID: alice})
 	completed := chat.Now()

@@ -75,6 +75,7 @@ func Run(t *testing.T, newStore func(t *testing.T) chat.Store) {
 		{"AddExchangeKeyFreedByDelete", testAddExchangeKeyFreedByDelete},
 		{"AddExchangeConcurrentKey", testAddExchangeConcurrentKey},
 		{"UpdateAnswer", testUpdateAnswer},
+		{"UpdateAnswerKeepsCached", testUpdateAnswerKeepsCached},
 		{"UpdateAnswerFinalStates", testUpdateAnswerFinalStates},
 		{"UpdateAnswerOnlyWhileStreaming", testUpdateAnswerOnlyWhileStreaming},
 		{"UpdateAnswerRaces", testUpdateAnswerRaces},
@@ -384,6 +385,12 @@ func testAddMessagesRoundTrip(t *testing.T, s chat.Store) {
 		{
 			ID: "cancelled", ConversationID: c.ID, Role: chat.RoleAssistant,
 			Status: chat.StatusCancelled, CreatedAt: created.Add(3 * time.Second),
+		},
+		{
+			ID: "cached", ConversationID: c.ID, Role: chat.RoleAssistant,
+			Content: "About 3.14159.", Status: chat.StatusComplete, Model: "gpt-test",
+			CreatedAt: created.Add(3500 * time.Millisecond), CompletedAt: &completed,
+			Usage: &chat.TokenUsage{}, Cached: true,
 		},
 		{
 			ID: "streaming", ConversationID: c.ID, Role: chat.RoleAssistant,
@@ -1203,7 +1210,7 @@ func sameMessage(a, b *chat.Message) bool {
 	}
 	return a.ID == b.ID && a.ConversationID == b.ConversationID && a.Role == b.Role &&
 		a.AuthorID == b.AuthorID && a.Content == b.Content && a.Status == b.Status &&
-		a.Model == b.Model && sameTime(a.CreatedAt, b.CreatedAt) && a.Error == b.Error
+		a.Model == b.Model && sameTime(a.CreatedAt, b.CreatedAt) && a.Error == b.Error && a.Cached == b.Cached
 }
 
 // sameTime reports whether a and b are the same instant, both in UTC.
@@ -1228,6 +1235,9 @@ func messageString(m *chat.Message) string {
 	}
 	if m.Error != "" {
 		fmt.Fprintf(&b, " Error:%q", m.Error)
+	}
+	if m.Cached {
+		b.WriteString(" Cached")
 	}
 	b.WriteString("}")
 	return b.String()
