@@ -145,7 +145,10 @@ func benchTokenLatency(b *testing.B, redisTokens bool) {
 //   - server-cores, client-cores: the CPU time the server's process and the
 //     client process used, divided by the elapsed time (Linux only);
 //   - events/server-cpu-s: events per second of the server's CPU time: the
-//     rate one core would sustain, whatever else runs on the machine.
+//     rate one core would sustain, whatever else runs on the machine;
+//   - deliveries/server-cpu-s: the same for deliveries (tokens received,
+//     merged or not). Where the server falls behind it merges, so events
+//     fall and deliveries do not: the two together tell what a core did.
 //
 // The subscribers and the language model's server run in a separate
 // process. Run it with -cpu=1 for the figures of one core. The token log
@@ -207,6 +210,7 @@ func benchFanOut(b *testing.B, subscribers int, every time.Duration, redisTokens
 		b.ReportMetric(clientCPU.Seconds()/s, "client-cores")
 		if used > 0 {
 			b.ReportMetric(float64(events)/used, "events/server-cpu-s")
+			b.ReportMetric(float64(subscribers*b.N)/used, "deliveries/server-cpu-s")
 		}
 	}
 }
