@@ -197,12 +197,15 @@ func (s *Server) aroundSubscription(ctx context.Context, oc *graphql.OperationCo
 			}
 			// Nothing yet: unless events come thick and fast, a transport
 			// that can resume the operation gets its goroutine back until
-			// the next event.
-			if wake := subscriptions.WakeFunc(ctx); wake != nil && gap >= streamingGap && relay.Arm(wake) {
-				if !relay.Ready() {
-					return subscriptions.Parked
+			// the next event. (The gap first: looking up the wake function
+			// walks the context's chain, for nothing while events stream.)
+			if gap >= streamingGap {
+				if wake := subscriptions.WakeFunc(ctx); wake != nil && relay.Arm(wake) {
+					if !relay.Ready() {
+						return subscriptions.Parked
+					}
+					continue
 				}
-				continue
 			}
 			select {
 			case e, ok := <-src:

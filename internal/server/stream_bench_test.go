@@ -35,6 +35,7 @@ import (
 //	go test -run='^$' -bench=TokenLatency -benchtime=2000x ./internal/server/
 //	go test -run='^$' -bench=FanOut100 -benchtime=3000x -cpu=1 ./internal/server/
 //	go test -run='^$' -bench=IdleWebSocketMemory -benchtime=1x ./internal/server/
+//	go test -run='^$' -bench=WriteFloor100 -benchtime=3000x -cpu=1 ./internal/server/
 //
 // The subscribers of BenchmarkFanOut100 and BenchmarkIdleWebSocketMemory,
 // and the language model's server of BenchmarkFanOut100, run in a separate
@@ -145,7 +146,10 @@ func benchTokenLatency(b *testing.B, redisTokens bool) {
 //   - server-cores, client-cores: the CPU time the server's process and the
 //     client process used, divided by the elapsed time (Linux only);
 //   - events/server-cpu-s: events per second of the server's CPU time: the
-//     rate one core would sustain, whatever else runs on the machine.
+//     rate one core would sustain, whatever else runs on the machine;
+//   - deliveries/server-cpu-s: the same for deliveries (tokens received,
+//     merged or not). Where the server falls behind it merges, so events
+//     fall and deliveries do not: the two together tell what a core did.
 //
 // The subscribers and the language model's server run in a separate
 // process. Run it with -cpu=1 for the figures of one core. The token log
@@ -207,6 +211,7 @@ func benchFanOut(b *testing.B, subscribers int, every time.Duration, redisTokens
 		b.ReportMetric(clientCPU.Seconds()/s, "client-cores")
 		if used > 0 {
 			b.ReportMetric(float64(events)/used, "events/server-cpu-s")
+			b.ReportMetric(float64(subscribers*b.N)/used, "deliveries/server-cpu-s")
 		}
 	}
 }
@@ -238,6 +243,96 @@ func processCPU() (d time.Duration, ok bool) {
 	}
 	return time.Duration(utime+stime) * (time.Second / 100), true
 }
+
+// BenchmarkWriteFloor100 measures the least that BenchmarkFanOut100's
+// events can cost on the machine it runs on: one op is one WebSocket text
+// message of an event's size written to each of 100 connections, by one
+// goroutine in a loop with nothing else around (gorilla/websocket, a write
+// system call each), read by 100 WebSocket clients in the client process
+// as BenchmarkFanOut100's subscribers are, at the same rates. On a
+// loopback connection a write also pays for the receiving side, and that
+// cost depends on the machine and on what else runs on it: compare
+// BenchmarkFanOut100's events/server-cpu-s with this one's, run at the
+// same time, to see how much of an event's cost is askgate's own. It
+// reports events/s and events/server-cpu-s as BenchmarkFanOut100 does.
+func BenchmarkWriteFloor100(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		every time.Duration
+	}{
+		{"burst", 0},
+		{"paced-1ms", time.Millisecond},
+		{"paced-500µs", 500 * time.Microsecond},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchWriteFloor(b, 100, bc.every) })
+	}
+}
+
+func benchWriteFloor(b *testing.B, n int, every time.Duration) {
+	accepted := make(chan *websocket.Conn, n)
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, err := up.Upgrade(w, r, nil); err == nil {
+			accepted <- c
+		}
+	}))
+	b.Cleanup(srv.Close)
+	clients := startClientProcess(b, clientFloor, n)
+	clients.say(b, "subscribe %s - -", "ws"+strings.TrimPrefix(srv.URL, "http"))
+	if line := clients.line(b); line != "ready" {
+		b.Fatalf("client process: %q, want ready", line)
+	}
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		conns[i] = <-accepted
+		defer conns[i].Close()
+	}
+	// An event of BenchmarkFanOut100's answer, as askgate writes it.
+	msg := []byte(`{"type":"next","id":"1","payload":{"data":{"answer":{"messageId":"TWVzc2FnZTowMUpCRU5DSDAwMDAwMDAwMDAwMDAwMDA","seq":1234,"delta":" tok","done":false,"message":null}}}}`)
+	write := func(c *websocket.Conn, m []byte) {
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	cpu, cpuOK := processCPU()
+	b.ResetTimer()
+	start := time.Now()
+	clients.say(b, "go %d %d", b.N, every)
+	for i := range b.N {
+		if every > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		}
+		for _, c := range conns {
+			write(c, msg)
+		}
+	}
+	for _, c := range conns {
+		write(c, []byte(floorEnd))
+	}
+	line := clients.line(b)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpuEnd, _ := processCPU()
+
+	var events int
+	if _, err := fmt.Sscanf(line, "done %d", &events); err != nil {
+		b.Fatalf("client process: %q: %v", line, err)
+	}
+	if events != n*b.N {
+		b.Errorf("the clients received %d messages, want %d", events, n*b.N)
+	}
+	b.ReportMetric(float64(events)/elapsed.Seconds(), "events/s")
+	if used := (cpuEnd - cpu).Seconds(); cpuOK && used > 0 {
+		b.ReportMetric(used/elapsed.Seconds(), "server-cores")
+		b.ReportMetric(float64(events)/used, "events/server-cpu-s")
+	}
+}
+
+// floorEnd is the last message of each of BenchmarkWriteFloor100's
+// connections.
+const floorEnd = "end"
 
 // BenchmarkIdleWebSocketMemory measures the server's memory per idle
 // graphql-transport-ws connection holding one answer subscription: heap in
@@ -569,10 +664,13 @@ func (d *directStream) read(b *testing.B) (string, time.Duration) {
 // talks with the benchmark by lines, on its standard input and output:
 //
 //	fanout: → "backend <address of its language model server>"
-//	both:   ← "subscribe <WebSocket URL> <token> <answer id>"
+//	all:    ← "subscribe <WebSocket URL> <token> <answer id>"
 //	        → "ready", once every connection has its subscription's first event
+//	          (floor: once every connection is open)
 //	fanout: ← "go <tokens> <ns between two>"
 //	        → "done <events> <bytes of text> <its CPU time meanwhile, ns>"
+//	floor:  ← "go <messages> <ns between two>"
+//	        → "done <messages>", once each connection has read floorEnd
 //
 // and it exits when its standard input closes.
 const (
@@ -584,6 +682,9 @@ const (
 	clientFanOut = "fanout"
 	// clientIdle subscribers hold their subscriptions.
 	clientIdle = "idle"
+	// clientFloor connections (BenchmarkWriteFloor100's) read messages
+	// until floorEnd.
+	clientFloor = "floor"
 )
 
 // clientProcess is the client process of a benchmark.
@@ -656,7 +757,8 @@ func (p *clientProcess) stop(b *testing.B) {
 }
 
 // TestHelperProcessStreamClients is not a test: it is the client process of
-// BenchmarkFanOut100 and BenchmarkIdleWebSocketMemory, which start this
+// BenchmarkFanOut100, BenchmarkWriteFloor100 and
+// BenchmarkIdleWebSocketMemory, which start this
 // test binary again with it selected and their settings in the
 // environment. Otherwise it skips.
 func TestHelperProcessStreamClients(t *testing.T) {
@@ -704,6 +806,11 @@ func TestHelperProcessStreamClients(t *testing.T) {
 	g.SetLimit(8)
 	for i := range conns {
 		g.Go(func() (err error) {
+			if mode == clientFloor {
+				d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
+				conns[i], _, err = d.Dial(url, nil)
+				return err
+			}
 			conns[i], err = subscribeOne(url, token, answerID)
 			return err
 		})
@@ -742,6 +849,30 @@ func TestHelperProcessStreamClients(t *testing.T) {
 		}
 		cpuEnd, _ := processCPU()
 		fmt.Println("done", events.Load(), text.Load(), int64(cpuEnd-cpu))
+	}
+	if mode == clientFloor {
+		command("go")
+		var messages atomic.Int64
+		var readers errgroup.Group
+		for _, c := range conns {
+			readers.Go(func() error {
+				c.SetReadDeadline(time.Now().Add(5 * time.Minute))
+				for {
+					_, data, err := c.ReadMessage()
+					if err != nil {
+						return err
+					}
+					if string(data) == floorEnd {
+						return nil
+					}
+					messages.Add(1)
+				}
+			})
+		}
+		if err := readers.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("done", messages.Load())
 	}
 	_, _ = io.Copy(io.Discard, in)
 }
