@@ -172,8 +172,8 @@ type cacheUse struct {
 // quota is what an ask takes from its owner's limits: a generation slot
 // and a reservation of tokens.
 type quota struct {
-	release  func() // nil: no slot held
-	estimate int    // tokens reserved; 0: none
+	release func()        // nil: no slot held
+	tokens  limits.Settle // settles the tokens reserved; nil: none
 }
 
 // New returns a Manager for opts.
@@ -323,7 +323,7 @@ func (m *Manager) Ask(ctx context.Context, owner string, ex *chat.Exchange, mode
 	handedOver := false
 	defer func() {
 		if !handedOver {
-			m.settle(owner, q, 0)
+			m.settle(q, 0)
 		}
 	}()
 	ex.Question.Role, ex.Question.Status, ex.Question.AuthorID = chat.RoleUser, chat.StatusComplete, owner
@@ -414,15 +414,17 @@ func (m *Manager) take(ctx context.Context, owner string, req chat.CompletionReq
 			estimate = CompletionEstimate
 		}
 		estimate += promptTokens(req.Messages)
-		ok, _, err := t.Reserve(ctx, owner, estimate)
+		settle, ok, _, err := t.Take(ctx, owner, estimate)
 		switch {
 		case err != nil:
 			m.log.LogAttrs(ctx, slog.LevelWarn, "the token quota was not checked", slog.String("error", err.Error()))
 		case !ok:
-			m.settle(owner, q, 0)
-			return quota{}, chat.Errorf(chat.CodeRateLimited, "your language model tokens for today are spent")
+			m.settle(q, 0)
+			e := chat.Errorf(chat.CodeRateLimited, "your language model tokens for today are spent")
+			e.RetryAfter = untilTomorrow(time.Now())
+			return quota{}, e
 		default:
-			q.estimate = estimate
+			q.tokens = settle
 		}
 	}
 	return q, nil
@@ -430,17 +432,24 @@ func (m *Manager) take(ctx context.Context, owner string, req chat.CompletionReq
 
 // settle gives back what an ask took: its slot, and its token reservation
 // replaced by the tokens actually used.
-func (m *Manager) settle(owner string, q quota, used int) {
+func (m *Manager) settle(q quota, used int) {
 	if q.release != nil {
 		q.release()
 	}
-	if q.estimate > 0 {
+	if q.tokens != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultSaveTimeout)
 		defer cancel()
-		if err := m.opts.TokenQuota.Reconcile(ctx, owner, q.estimate, used); err != nil {
+		if err := q.tokens(ctx, used); err != nil {
 			m.log.LogAttrs(ctx, slog.LevelWarn, "the token quota was not reconciled", slog.String("error", err.Error()))
 		}
 	}
+}
+
+// untilTomorrow returns the time from now to the next day (UTC), when a
+// spent token quota is whole again.
+func untilTomorrow(now time.Time) time.Duration {
+	now = now.UTC()
+	return time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC).Sub(now)
 }
 
 // history returns the conversation's latest messages, oldest first.
@@ -507,7 +516,7 @@ func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionR
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
-		m.settle(owner, q, 0)
+		m.settle(q, 0)
 		cancel(errShutdown)
 		m.finish(owner, answer, &strings.Builder{}, nil, "", chat.StatusFailed, errMessageShutdown)
 		return
@@ -526,7 +535,7 @@ func (m *Manager) start(owner string, answer *chat.Message, req chat.CompletionR
 			cancel(nil)
 			m.release(answer.ID)
 		}()
-		m.settle(owner, q, m.generate(ctx, j, req))
+		m.settle(q, m.generate(ctx, j, req))
 	}()
 }
 

@@ -282,8 +282,9 @@ type fallbackTokenQuota struct {
 	redis, local TokenQuota
 }
 
-// reservation is what Reserve returns.
+// reservation is what Take returns.
 type reservation struct {
+	settle    Settle
 	ok        bool
 	remaining int
 }
@@ -291,23 +292,34 @@ type reservation struct {
 // Reserve takes estimate tokens from user's quota of the day if they fit.
 // A reservation made late in Redis is returned.
 func (q fallbackTokenQuota) Reserve(ctx context.Context, user string, estimate int) (bool, int, error) {
-	reserve := func(tq TokenQuota) func(context.Context) (reservation, error) {
+	_, ok, remaining, err := q.Take(ctx, user, estimate)
+	return ok, remaining, err
+}
+
+// Take reserves estimate tokens of user's quota of the day in Redis, or in
+// process when Redis does not answer; its settle goes to where the tokens
+// were reserved, even when the other store answers by then. A reservation
+// made late in Redis is returned.
+func (q fallbackTokenQuota) Take(ctx context.Context, user string, estimate int) (Settle, bool, int, error) {
+	take := func(tq TokenQuota) func(context.Context) (reservation, error) {
 		return func(ctx context.Context) (reservation, error) {
-			ok, remaining, err := tq.Reserve(ctx, user, estimate)
-			return reservation{ok, remaining}, err
+			settle, ok, remaining, err := tq.Take(ctx, user, estimate)
+			return reservation{settle, ok, remaining}, err
 		}
 	}
-	r, err := fallback(ctx, q.f, reserve(q.redis), reserve(q.local), func(r reservation) {
+	r, err := fallback(ctx, q.f, take(q.redis), take(q.local), func(r reservation) {
 		if r.ok {
 			ctx, cancel := lateContext()
 			defer cancel()
-			_ = q.redis.Reconcile(ctx, user, estimate, 0)
+			_ = r.settle(ctx, 0)
 		}
 	})
-	return r.ok, r.remaining, err
+	return r.settle, r.ok, r.remaining, err
 }
 
-// Reconcile replaces a reservation of estimate tokens by actual.
+// Reconcile replaces a reservation of estimate tokens by actual, in Redis
+// or, when it does not answer, in process. Settle a reservation from Take
+// instead: it goes to the store that took it.
 func (q fallbackTokenQuota) Reconcile(ctx context.Context, user string, estimate, actual int) error {
 	_, err := fallback(ctx, q.f,
 		func(ctx context.Context) (struct{}, error) {

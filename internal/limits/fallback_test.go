@@ -3,6 +3,7 @@ package limits
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -286,13 +287,13 @@ func (s slowConcurrency) Acquire(ctx context.Context, user string) (func(), bool
 	return release, ok, err
 }
 
-// Reserve reserves, then replies after the delay.
-func (s slowTokenQuota) Reserve(ctx context.Context, user string, estimate int) (bool, int, error) {
-	ok, remaining, err := s.TokenQuota.Reserve(context.WithoutCancel(ctx), user, estimate)
+// Take reserves, then replies after the delay.
+func (s slowTokenQuota) Take(ctx context.Context, user string, estimate int) (Settle, bool, int, error) {
+	settle, ok, remaining, err := s.TokenQuota.Take(context.WithoutCancel(ctx), user, estimate)
 	if werr := lateReply(ctx, s.delay); werr != nil {
-		return false, 0, werr
+		return nil, false, 0, werr
 	}
-	return ok, remaining, err
+	return settle, ok, remaining, err
 }
 
 // TestFallbackLateUndone checks that what Redis does after the Fallback
@@ -352,5 +353,82 @@ func TestFallbackContextCanceled(t *testing.T) {
 	}
 	if f.Degraded() {
 		t.Error("Degraded() = true after a request's own context ended")
+	}
+}
+
+// TestFallbackSettlesWhereReserved: a reservation taken in process while
+// Redis was down is settled in process once Redis is back, not in Redis,
+// whose counter never had it.
+func TestFallbackSettlesWhereReserved(t *testing.T) {
+	ctx := context.Background()
+	client := redisTestClient(t)
+	opts := RedisOptions{Prefix: redisTestPrefix(t, client)}
+	proxy := redistest.StartProxy(t, redisTestAddr)
+	viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer viaProxy.Close()
+	f := NewFallback(FallbackOptions{ProbeInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	defer f.Close()
+	shared := NewRedisTokenQuota(client, 1000, opts)
+	local := NewLocalTokenQuota(1000, LocalOptions{})
+	tokens := f.TokenQuota(NewRedisTokenQuota(viaProxy, 1000, opts), local)
+
+	if ok, _, err := shared.Reserve(ctx, "u", 300); err != nil || !ok {
+		t.Fatalf("Reserve(300) in Redis = %v, %v", ok, err)
+	}
+	proxy.SetDown(true)
+	settle, ok, remaining, err := tokens.Take(ctx, "u", 500)
+	if err != nil || !ok || remaining != 500 || !f.Degraded() {
+		t.Fatalf("Take(500) with Redis down = %v, %d, %v (degraded %v), want ok in process with 500 left", ok, remaining, err, f.Degraded())
+	}
+	proxy.SetDown(false)
+	time.Sleep(10 * time.Millisecond)
+	if _, _, err := tokens.Reserve(ctx, "u", 0); err != nil || f.Degraded() {
+		t.Fatalf("with Redis back: %v, degraded %v", err, f.Degraded())
+	}
+	if err := settle(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	// Redis still holds its own 300; the local quota holds the 100 used.
+	if ok, remaining, err := shared.Reserve(ctx, "u", 0); err != nil || !ok || remaining != 700 {
+		t.Errorf("Redis after the settle = %v, %d, %v, want 700 left: the local reservation was settled in Redis", ok, remaining, err)
+	}
+	if ok, remaining, err := local.Reserve(ctx, "u", 0); err != nil || !ok || remaining != 900 {
+		t.Errorf("in process after the settle = %v, %d, %v, want 900 left", ok, remaining, err)
+	}
+}
+
+// TestTokenQuotaSettlesOnItsDay: a reservation settled after midnight
+// (UTC) changes nothing of the new day's quota.
+func TestTokenQuotaSettlesOnItsDay(t *testing.T) {
+	ctx := context.Background()
+	client := redisTestClient(t)
+	for _, im := range []struct {
+		name string
+		q    func(now func() time.Time) TokenQuota
+	}{
+		{"Local", func(now func() time.Time) TokenQuota { return NewLocalTokenQuota(1000, LocalOptions{Now: now}) }},
+		{"Redis", func(now func() time.Time) TokenQuota {
+			return NewRedisTokenQuota(client, 1000, RedisOptions{Prefix: redisTestPrefix(t, client), Now: now})
+		}},
+	} {
+		t.Run(im.name, func(t *testing.T) {
+			clock := newFakeClock()
+			clock.Advance(12*time.Hour - time.Minute) // a minute before midnight
+			q := im.q(clock.Now)
+			settle, ok, _, err := q.Take(ctx, "u", 600)
+			if err != nil || !ok {
+				t.Fatalf("Take(600) = %v, %v", ok, err)
+			}
+			clock.Advance(2 * time.Minute)
+			if _, ok, _, err := q.Take(ctx, "u", 200); err != nil || !ok {
+				t.Fatalf("Take(200) on the new day = %v, %v", ok, err)
+			}
+			if err := settle(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			if ok, remaining, err := q.Reserve(ctx, "u", 0); err != nil || !ok || remaining != 800 {
+				t.Errorf("the new day after yesterday's settle = %v, %d, %v, want 800 left", ok, remaining, err)
+			}
+		})
 	}
 }

@@ -184,7 +184,16 @@ type TokenQuota interface {
 	// number used (the difference, positive or negative, is applied to
 	// the quota of the day; usage never goes below zero).
 	Reconcile(ctx context.Context, user string, estimate, actual int) error
+	// Take is Reserve, and when ok also returns the function that
+	// replaces this reservation by the actual number used: in the store
+	// that took it (Redis or in process, whichever answered) and on the
+	// day it was taken, whatever happens meanwhile. Call settle once.
+	Take(ctx context.Context, user string, estimate int) (settle Settle, ok bool, remaining int, err error)
 }
+
+// Settle replaces a token reservation by the number of tokens actually
+// used.
+type Settle func(ctx context.Context, actual int) error
 
 // RetryAfterSeconds returns d rounded up to whole seconds, as a Retry-After
 // header wants it: at least 1 for any positive d, 0 otherwise.

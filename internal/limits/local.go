@@ -316,29 +316,49 @@ func (l *LocalTokenQuota) store(user string, u localUsage) {
 }
 
 // Reserve takes estimate tokens from user's quota of the day if they fit.
-func (l *LocalTokenQuota) Reserve(_ context.Context, user string, estimate int) (bool, int, error) {
+func (l *LocalTokenQuota) Reserve(ctx context.Context, user string, estimate int) (bool, int, error) {
+	_, ok, remaining, err := l.Take(ctx, user, estimate)
+	return ok, remaining, err
+}
+
+// Take reserves estimate tokens of user's quota of the day, and returns
+// the function that settles them on that day.
+func (l *LocalTokenQuota) Take(_ context.Context, user string, estimate int) (Settle, bool, int, error) {
 	estimate = max(estimate, 0)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := l.usage(user, day(l.opts.now()))
+	d := day(l.opts.now())
+	u := l.usage(user, d)
 	if u.used+estimate > l.limit {
-		return false, max(l.limit-u.used, 0), nil
+		return nil, false, max(l.limit-u.used, 0), nil
 	}
 	u.used += estimate
 	l.store(user, u)
-	return true, l.limit - u.used, nil
+	return func(_ context.Context, actual int) error {
+		l.reconcile(user, d, estimate, actual)
+		return nil
+	}, true, l.limit - u.used, nil
 }
 
 // Reconcile replaces a reservation of estimate tokens by actual.
 func (l *LocalTokenQuota) Reconcile(_ context.Context, user string, estimate, actual int) error {
+	l.reconcile(user, day(l.opts.now()), estimate, actual)
+	return nil
+}
+
+// reconcile applies the difference between actual and estimate to user's
+// usage of day d; a day that is over has nothing left to reconcile.
+func (l *LocalTokenQuota) reconcile(user, d string, estimate, actual int) {
 	delta := max(actual, 0) - max(estimate, 0)
 	if delta == 0 {
-		return nil
+		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := l.usage(user, day(l.opts.now()))
+	if today := day(l.opts.now()); today != d {
+		return
+	}
+	u := l.usage(user, d)
 	u.used = max(u.used+delta, 0)
 	l.store(user, u)
-	return nil
 }

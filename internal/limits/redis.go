@@ -385,24 +385,50 @@ func (r *RedisTokenQuota) key(user string) (string, int64) {
 
 // Reserve takes estimate tokens from user's quota of the day if they fit.
 func (r *RedisTokenQuota) Reserve(ctx context.Context, user string, estimate int) (bool, int, error) {
+	_, ok, remaining, err := r.Take(ctx, user, estimate)
+	return ok, remaining, err
+}
+
+// Take reserves estimate tokens of user's quota of the day, and returns
+// the function that settles them in the counter of that day.
+func (r *RedisTokenQuota) Take(ctx context.Context, user string, estimate int) (Settle, bool, int, error) {
+	estimate = max(estimate, 0)
 	key, ttl := r.key(user)
-	v, err := reserveScript.Run(ctx, r.client, []string{key}, r.limit, max(estimate, 0), ttl).Int64Slice()
+	v, err := reserveScript.Run(ctx, r.client, []string{key}, r.limit, estimate, ttl).Int64Slice()
 	if err != nil {
-		return false, 0, fmt.Errorf("limits: tokens of %q: %w", user, err)
+		return nil, false, 0, fmt.Errorf("limits: tokens of %q: %w", user, err)
 	}
 	if len(v) != 2 {
-		return false, 0, fmt.Errorf("limits: tokens of %q: script returned %v", user, v)
+		return nil, false, 0, fmt.Errorf("limits: tokens of %q: script returned %v", user, v)
 	}
-	return v[0] == 1, int(v[1]), nil
+	if v[0] != 1 {
+		return nil, false, int(v[1]), nil
+	}
+	// The counter of the day expires with it: settling it later keeps
+	// its TTL, which still runs out an hour after that day.
+	expires := r.now().Add(time.Duration(ttl) * time.Second)
+	return func(ctx context.Context, actual int) error {
+		left := int64(math.Ceil(expires.Sub(r.now()).Seconds()))
+		if left <= 0 {
+			return nil
+		}
+		return r.reconcile(ctx, user, key, left, estimate, actual)
+	}, true, int(v[1]), nil
 }
 
 // Reconcile replaces a reservation of estimate tokens by actual.
 func (r *RedisTokenQuota) Reconcile(ctx context.Context, user string, estimate, actual int) error {
+	key, ttl := r.key(user)
+	return r.reconcile(ctx, user, key, ttl, estimate, actual)
+}
+
+// reconcile applies the difference between actual and estimate to the
+// counter key, which expires in ttl seconds.
+func (r *RedisTokenQuota) reconcile(ctx context.Context, user, key string, ttl int64, estimate, actual int) error {
 	delta := max(actual, 0) - max(estimate, 0)
 	if delta == 0 {
 		return nil
 	}
-	key, ttl := r.key(user)
 	if err := reconcileScript.Run(ctx, r.client, []string{key}, delta, ttl).Err(); err != nil {
 		return fmt.Errorf("limits: tokens of %q: %w", user, err)
 	}

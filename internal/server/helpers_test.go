@@ -74,8 +74,9 @@ type envOptions struct {
 	// redisTokens keeps the answers' token logs in Redis (with a key
 	// prefix of the test's own), as several instances do.
 	redisTokens bool
-	// answers sets the Manager's answer cache, its pace and the token
-	// quota (the Manager's other options are the env's own).
+	// answers sets the Manager's answer cache, its pace, the concurrent
+	// answers cap and the token quota (the Manager's other options are
+	// the env's own).
 	answers answers.Options
 }
 
@@ -135,7 +136,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		tokens = stream.NewRedis(rdb, stream.RedisOptions{Prefix: redistest.Prefix(t, rdb, "server")})
 	}
 	mgr := answers.New(answers.Options{Store: cs, LLM: llmClient, Log: tokens, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		Cache: opts.answers.Cache, ReplayPace: opts.answers.ReplayPace, TokenQuota: opts.answers.TokenQuota})
+		Cache: opts.answers.Cache, ReplayPace: opts.answers.ReplayPace, Concurrency: opts.answers.Concurrency, TokenQuota: opts.answers.TokenQuota})
 	t.Cleanup(func() {
 		backend.Unhold()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"askgate/internal/answers"
+	"askgate/internal/chat"
 	"askgate/internal/demo"
 	"askgate/internal/limits"
 	"askgate/internal/redistest"
@@ -424,5 +426,62 @@ func TestLimitsSharedAgainAfterRedisReturns(t *testing.T) {
 	}
 	if served(a, "A over the limit") {
 		t.Error("A allowed a request over the shared limit: the limits are not shared again")
+	}
+}
+
+// TestAskRefusedByAnswerLimits: an ask over the concurrent answers cap or
+// the token quota (on Redis) gets 429 and RATE_LIMITED like a request the
+// request limits refuse — with Retry-After when the quota says when — and
+// leaves no message behind.
+func TestAskRefusedByAnswerLimits(t *testing.T) {
+	rdb := redistest.Client(t, redis.Options{})
+	opts := limits.RedisOptions{Prefix: redistest.Prefix(t, rdb, "server-limits")}
+	e := newEnv(t, envOptions{answers: answers.Options{
+		Concurrency: limits.NewRedisConcurrency(rdb, 1, opts),
+		TokenQuota:  limits.NewRedisTokenQuota(rdb, 2000, opts),
+	}})
+	messages := func(owner, conv string) int {
+		t.Helper()
+		_, id, err := chat.DecodeNodeID(conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := e.Store.CountMessages(context.Background(), owner, []string{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n[id]
+	}
+
+	e.Backend.Hold()
+	conv := e.startConversation("alice")
+	e.ask("alice", conv, "the first question")
+	r := e.post("Bearer "+e.token("alice"), askMutation, map[string]any{"c": conv, "q": "a second one at once"})
+	if r.Status != http.StatusTooManyRequests || len(r.Errors) != 1 || r.Errors[0].code() != "RATE_LIMITED" || string(r.Data) != "null" {
+		t.Fatalf("an ask over the cap: status %d, %s; want 429 RATE_LIMITED with null data", r.Status, r.Body)
+	}
+	if got := r.Header.Get("Retry-After"); got != "" {
+		t.Errorf("Retry-After %q for a cap that frees when an answer ends, want none", got)
+	}
+	if n := messages("alice", conv); n != 2 {
+		t.Errorf("alice's conversation holds %d messages, want the first pair only", n)
+	}
+	e.Backend.Unhold()
+
+	// The quota of 2 000 tokens: the first answer uses 1 600, and the
+	// estimate of the next (prompt + 1 000) no longer fits.
+	e.Backend.SetUsage(&chat.TokenUsage{PromptTokens: 100, CompletionTokens: 1500, TotalTokens: 1600})
+	conv = e.startConversation("bob")
+	e.ask("bob", conv, "a question")
+	waitFor(t, func() bool { return e.Answers.Running() == 0 })
+	r = e.post("Bearer "+e.token("bob"), askMutation, map[string]any{"c": conv, "q": "and another"})
+	if r.Status != http.StatusTooManyRequests || len(r.Errors) != 1 || r.Errors[0].code() != "RATE_LIMITED" {
+		t.Fatalf("an ask over the token quota: status %d, %s; want 429 RATE_LIMITED", r.Status, r.Body)
+	}
+	if n := retryAfter(t, r); n < 1 || n > 24*60*60 {
+		t.Errorf("Retry-After %d s, want the time until the next day (UTC)", n)
+	}
+	if n := messages("bob", conv); n != 2 {
+		t.Errorf("bob's conversation holds %d messages, want the first pair only", n)
 	}
 }
