@@ -23,9 +23,6 @@ import (
 // or the cost budget (HTTP 429 with Retry-After).
 const codeRateLimited = string(chat.CodeRateLimited)
 
-// globalKey is the key of the global request rate.
-const globalKey = "global"
-
 // RequestLimits are the limits on the requests of every authenticated
 // viewer: the zero value limits nothing.
 type RequestLimits struct {

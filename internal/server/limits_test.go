@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -483,5 +484,61 @@ func TestAskRefusedByAnswerLimits(t *testing.T) {
 	}
 	if n := messages("bob", conv); n != 2 {
 		t.Errorf("bob's conversation holds %d messages, want the first pair only", n)
+	}
+}
+
+// redisCommands counts the commands a Redis client sends.
+type redisCommands struct{ n atomic.Int64 }
+
+func (c *redisCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *redisCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *redisCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// TestLimitsOneRoundTripPerRequest: with a request rate, a global rate and
+// a cost budget on Redis, a request whose document the gateway has parsed
+// before costs one Redis command for all of them (and a refund when it
+// used less than it asked for).
+func TestLimitsOneRoundTripPerRequest(t *testing.T) {
+	rdb := redistest.Client(t, redis.Options{})
+	prefix := redistest.Prefix(t, rdb, "server-limits")
+	commands := &redisCommands{}
+	rdb.AddHook(commands)
+	e := newEnv(t, envOptions{limits: redisLimits(t, rdb, prefix, server.RequestLimitsConfig{
+		Rate:   limits.Rate{Events: 1000, Per: time.Minute},
+		Global: limits.Rate{Events: 100000, Per: time.Minute},
+		Budget: limits.Bucket{Size: 1000, RestoreRate: 10},
+	})})
+	authz := "Bearer " + e.token("alice")
+	// The first request parses the document (its rates are counted
+	// before, apart) and loads the script.
+	for _, q := range []string{countQuery, `{ conversations(first: 20) { nodes { id } } }`} {
+		e.post(authz, q, nil)
+	}
+	for _, tc := range []struct {
+		query    string
+		commands int64
+	}{
+		{countQuery, 1},
+		{`{ conversations(first: 20) { nodes { id } } }`, 2}, // and the refund of 20 unused
+	} {
+		before := commands.n.Load()
+		if r := e.post(authz, tc.query, nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Fatalf("%s: status %d, %s", tc.query, r.Status, r.Body)
+		}
+		if got := commands.n.Load() - before; got != tc.commands {
+			t.Errorf("%s: %d Redis commands, want %d", tc.query, got, tc.commands)
+		}
 	}
 }
