@@ -49,6 +49,10 @@ func TestPushedEventsToSlowAndFastSubscribers(t *testing.T) {
 		if msg["type"] != "next" || got[id] != nil {
 			t.Fatalf("got %v, want a first event", msg)
 		}
+		// The first response reports the operation's cost, as ever.
+		if _, ok := msg["payload"].(map[string]any)["extensions"].(map[string]any)["cost"]; !ok {
+			t.Errorf("subscription %s: first event without extensions.cost", id)
+		}
 		got[id] = &strings.Builder{}
 		got[id].WriteString(msg["payload"].(map[string]any)["data"].(map[string]any)["answer"].(map[string]any)["delta"].(string))
 	}
@@ -73,6 +77,9 @@ func TestPushedEventsToSlowAndFastSubscribers(t *testing.T) {
 		}
 		switch msg["type"] {
 		case "next":
+			if ext, ok := msg["payload"].(map[string]any)["extensions"]; ok {
+				t.Errorf("subscription %s: a later event with extensions %v", id, ext)
+			}
 			ev := msg["payload"].(map[string]any)["data"].(map[string]any)["answer"].(map[string]any)
 			if seq := int(ev["seq"].(float64)); seq <= last[id] {
 				t.Errorf("subscription %s: seq %d after %d", id, seq, last[id])
