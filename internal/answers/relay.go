@@ -60,11 +60,16 @@ func (r *Relay) Close() { close(r.dst) }
 // reports false, the consumer may stop waiting, as f will be called (or
 // has been) for whatever comes; when it reports true, something may have
 // come meanwhile and f is disarmed: look at Source again.
-func (r *Relay) Arm(f func()) bool {
+func (r *Relay) Arm(f func()) bool { return r.ArmFunc(&f) }
+
+// ArmFunc is Arm with a pointer to the function, which the relay keeps
+// rather than a copy: a consumer that arms the same function for every
+// event saves an allocation each time. *f must not change while armed.
+func (r *Relay) ArmFunc(f *func()) bool {
 	if !r.notifies.Load() {
 		return false
 	}
-	r.armed.Store(&f)
+	r.armed.Store(f)
 	return true
 }
 

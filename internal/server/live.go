@@ -149,73 +149,208 @@ func isSubscription(oc *graphql.OperationContext) bool {
 // subscription in it (or when its resolver fails), the operation runs as
 // it is, each response with dataloaders of its own.
 //
+// Where the transport can push results (see subscriptions.PusherFrom), the
+// subscription parks whenever it has no event waiting, and the answer's
+// events are pushed by the goroutine that delivers them (the answer's
+// hub), one after another, each rendered once: no goroutine of the
+// subscription runs for them. An event that cannot be pushed (the
+// connection is busy, the first response is not sent yet, the terminal
+// event) wakes the subscription, which returns it as usual.
+//
 // The subscription's resolver gets no dataloaders: answer needs none.
 func (s *Server) aroundSubscription(ctx context.Context, oc *graphql.OperationContext, viewerID string, next graphql.OperationHandler) graphql.ResponseHandler {
 	ctx, relay := answers.WithRelay(ctx)
 	inner := next(ctx)
-	withLoaders := func(ctx context.Context) context.Context {
-		return loaders.With(ctx, loaders.New(s.loaderConfig(), viewerID))
-	}
 	src := relay.Source()
 	if src == nil {
-		return func(ctx context.Context) *graphql.Response { return inner(withLoaders(ctx)) }
+		return func(ctx context.Context) *graphql.Response {
+			return inner(loaders.With(ctx, loaders.New(s.loaderConfig(), viewerID)))
+		}
 	}
-	key := renderingKey(oc, viewerID)
-	render := func(ctx context.Context, e *answers.Event, ok bool) *graphql.Response {
-		if !ok {
-			relay.Close()
-			return inner(ctx) // the end, for gqlgen too
-		}
-		if data := e.Rendered(key); data != nil {
-			return &graphql.Response{Data: data}
-		}
-		relay.Feed(e)
-		resp := inner(withLoaders(ctx))
-		if resp != nil && len(resp.Errors) == 0 && len(resp.Extensions) == 0 && key != "" {
-			// gqlgen reuses resp.Data's buffer for the next event.
-			e.SetRendered(key, bytes.Clone(resp.Data))
+	l := &liveAnswer{s: s, relay: relay, src: src, inner: inner, viewerID: viewerID, key: renderingKey(oc, viewerID),
+		gap: time.Duration(math.MaxInt64)}
+	return l.next
+}
+
+// liveAnswer is a running answer subscription (see aroundSubscription).
+type liveAnswer struct {
+	s        *Server
+	relay    *answers.Relay
+	src      <-chan *answers.Event
+	inner    graphql.ResponseHandler
+	viewerID string
+	key      string
+
+	// lastAt is the time of the last event (Unix ns), gap the time
+	// before it.
+	lastAt int64
+	gap    time.Duration
+
+	// looked is set once wake and push have been looked up in the
+	// context; wake resumes the parked subscription, push sends a
+	// result without it (nil where the transport cannot).
+	looked bool
+	// held is set when pushEvents took from src what it could not push,
+	// for the next call: an event to render, or a response.
+	held      bool
+	wake      func()
+	push      subscriptions.Pusher
+	heldEvent *answers.Event
+	heldResp  *graphql.Response
+	// pushNext is pushEvents, bound once; parkCtx is the context of the
+	// call that parked, for rendering while parked.
+	pushNext func()
+	parkCtx  context.Context
+}
+
+// next is the subscription's response handler.
+func (l *liveAnswer) next(ctx context.Context) *graphql.Response {
+	if l.held {
+		e, resp := l.heldEvent, l.heldResp
+		l.heldEvent, l.heldResp, l.held = nil, nil, false
+		if e != nil {
+			return l.render(ctx, e, true)
 		}
 		return resp
 	}
-	// The time of the last event, and the gap before it.
-	var lastAt time.Time
-	gap := time.Duration(math.MaxInt64)
-	took := func() {
-		now := time.Now()
-		if !lastAt.IsZero() {
-			gap = now.Sub(lastAt)
+	for {
+		select {
+		case e, ok := <-l.src:
+			l.took()
+			return l.render(ctx, e, ok)
+		default:
 		}
-		lastAt = now
-	}
-	return func(ctx context.Context) *graphql.Response {
-		for {
-			select {
-			case e, ok := <-src:
-				took()
-				return render(ctx, e, ok)
-			default:
+		// Nothing yet: unless events come thick and fast, a transport
+		// that can resume the operation gets its goroutine back until
+		// the next event; one that can push gets it back at once. (The
+		// transport's functions are looked up in the context's chain
+		// once.)
+		if !l.looked {
+			l.looked = true
+			l.wake, l.push = subscriptions.WakeFunc(ctx), subscriptions.PusherFrom(ctx)
+			if l.wake != nil && l.push != nil && l.key != "" {
+				l.pushNext = l.pushEvents
+			} else {
+				l.push = nil
 			}
-			// Nothing yet: unless events come thick and fast, a transport
-			// that can resume the operation gets its goroutine back until
-			// the next event. (The gap first: looking up the wake function
-			// walks the context's chain, for nothing while events stream.)
-			if gap >= streamingGap {
-				if wake := subscriptions.WakeFunc(ctx); wake != nil && relay.Arm(wake) {
-					if !relay.Ready() {
-						return subscriptions.Parked
-					}
-					continue
+		}
+		if l.push != nil || (l.wake != nil && l.gap >= streamingGap) {
+			armed := false
+			if l.push != nil {
+				l.parkCtx = ctx
+				armed = l.relay.ArmFunc(&l.pushNext)
+			} else if l.wake != nil {
+				armed = l.relay.Arm(l.wake)
+			}
+			if armed {
+				if !l.relay.Ready() {
+					return subscriptions.Parked
 				}
-			}
-			select {
-			case e, ok := <-src:
-				took()
-				return render(ctx, e, ok)
-			case <-ctx.Done():
-				return inner(ctx)
+				continue
 			}
 		}
+		select {
+		case e, ok := <-l.src:
+			l.took()
+			return l.render(ctx, e, ok)
+		case <-ctx.Done():
+			return l.inner(ctx)
+		}
 	}
+}
+
+// pushEvents runs instead of the wake function of a parked subscription
+// when its source changes, on the goroutine of the source's sender: it
+// pushes the events waiting, rendered once for all, and parks again; what
+// it cannot push it holds, and wakes the subscription to return it.
+func (l *liveAnswer) pushEvents() {
+	for {
+		var e *answers.Event
+		var ok bool
+		select {
+		case e, ok = <-l.src:
+		default:
+			// Nothing (any more): park again.
+			if !l.relay.ArmFunc(&l.pushNext) {
+				l.wake() // the source no longer notifies
+				return
+			}
+			if !l.relay.Ready() {
+				return
+			}
+			continue
+		}
+		if !ok {
+			l.wake() // the end: src stays closed for next
+			return
+		}
+		if e.Done {
+			l.hold(e, nil)
+			return
+		}
+		data := e.Rendered(l.key)
+		if data == nil {
+			resp, ok := l.renderHere(e)
+			if !ok {
+				l.hold(e, nil) // rendered again, where a panic is reported
+				return
+			}
+			if data = e.Rendered(l.key); data == nil {
+				l.hold(nil, resp)
+				return
+			}
+		}
+		if !l.push.Push(data) {
+			l.hold(nil, &graphql.Response{Data: data})
+			return
+		}
+	}
+}
+
+// renderHere renders e on the goroutine of pushEvents; ok is false when
+// rendering panicked.
+func (l *liveAnswer) renderHere(e *answers.Event) (resp *graphql.Response, ok bool) {
+	defer func() {
+		if recover() != nil {
+			resp, ok = nil, false
+		}
+	}()
+	return l.render(l.parkCtx, e, true), true
+}
+
+// hold keeps an event or response for the next call, and wakes the
+// subscription to make it.
+func (l *liveAnswer) hold(e *answers.Event, resp *graphql.Response) {
+	l.heldEvent, l.heldResp, l.held = e, resp, true
+	l.wake()
+}
+
+// render returns the response of e (the end when !ok), rendered once for
+// every subscriber with the same rendering key.
+func (l *liveAnswer) render(ctx context.Context, e *answers.Event, ok bool) *graphql.Response {
+	if !ok {
+		l.relay.Close()
+		return l.inner(ctx) // the end, for gqlgen too
+	}
+	if data := e.Rendered(l.key); data != nil {
+		return &graphql.Response{Data: data}
+	}
+	l.relay.Feed(e)
+	resp := l.inner(loaders.With(ctx, loaders.New(l.s.loaderConfig(), l.viewerID)))
+	if resp != nil && len(resp.Errors) == 0 && len(resp.Extensions) == 0 && l.key != "" {
+		// gqlgen reuses resp.Data's buffer for the next event.
+		e.SetRendered(l.key, bytes.Clone(resp.Data))
+	}
+	return resp
+}
+
+// took notes the time of an event.
+func (l *liveAnswer) took() {
+	now := time.Now().UnixNano()
+	if l.lastAt != 0 {
+		l.gap = time.Duration(now - l.lastAt)
+	}
+	l.lastAt = now
 }
 
 // streamingGap is the longest gap between two events of a subscription

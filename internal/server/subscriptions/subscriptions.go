@@ -143,10 +143,45 @@ func WakeFunc(ctx context.Context) func() {
 	return nil
 }
 
+// A Pusher sends a parked subscription's results without the transport's
+// goroutine (see PusherFrom).
+type Pusher interface {
+	// Push sends a result made of data alone (a response with Data and
+	// nothing else) at once, and reports whether it did. It never waits:
+	// it reports false when it could not send the result at once (the
+	// operation's first response has not been sent, the connection is
+	// busy writing or closing, the operation was stopped), and the result
+	// is then the caller's to hand to the transport the usual way, by
+	// waking the operation and returning it from the next call of the
+	// response handler. Data must not be modified afterwards.
+	Push(data []byte) bool
+}
+
+// PusherFrom returns, for a subscription whose transport parks it (see
+// WakeFunc) and can write its results from any goroutine, the Pusher that
+// sends its results directly; nil when the transport cannot. While the
+// subscription is parked, the code that its wake function would otherwise
+// have resumed may push its results instead, in order, from one goroutine
+// at a time.
+func PusherFrom(ctx context.Context) Pusher {
+	if w, _ := ctx.Value(wakerKey{}).(*waker); w != nil && w.c != nil {
+		return w
+	}
+	return nil
+}
+
 type wakerKey struct{}
 
-// waker resumes a parked operation.
-type waker struct{ resume func() }
+// waker resumes a parked operation, or sends its results directly
+// (Push) when c is set.
+type waker struct {
+	resume func()
+	c      *wsConn
+	op     *wsOperation
+}
+
+// Push is the operation's Pusher.
+func (w *waker) Push(data []byte) bool { return w.c.push(w.op, data) }
 
 // costStatsKey keeps an operation's cost in its stats, for dispatch.
 const costStatsKey = "askgate.cost"

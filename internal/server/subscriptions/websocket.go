@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -73,7 +74,10 @@ const (
 // there is something to write (the goroutine of the operation whose result
 // it is, or one of its own), and one goroutine per active operation, which
 // a subscription waiting for its next event may release (see Parked);
-// nothing outlives the connection. An idle connection holding one answer
+// nothing outlives the connection. The results of a parked subscription
+// may be pushed instead, each written with one non-blocking write by the
+// goroutine that has them (see PusherFrom): a socket that cannot take one
+// at once sends it back the usual way. An idle connection holding one answer
 // subscription costs the server about 16 KiB (see
 // BenchmarkIdleWebSocketMemory in internal/server).
 //
@@ -148,6 +152,9 @@ type WebSocket struct {
 	conns    map[*wsConn]struct{}
 	shutdown bool
 	wg       sync.WaitGroup // one per connection
+
+	// lastFrame is the frame last pushed (see frame).
+	lastFrame atomic.Pointer[frameCache]
 }
 
 var _ graphql.Transport = (*WebSocket)(nil)

@@ -25,7 +25,9 @@ import (
 // has messages, on the goroutine of the operation that queued the first of
 // them (sendWrite) or on one of its own (send); each operation is readied
 // by a goroutine of its own (run), then streamed by another (stream),
-// which a subscription may release while it waits (see Parked). Timers
+// which a subscription may release while it waits (see Parked); the
+// results of a parked subscription may then be pushed, written straight
+// to the socket by the goroutine that has them (see push). Timers
 // send pings and enforce the init timeout and the credentials' expiry
 // without goroutines of their own.
 type wsConn struct {
@@ -50,6 +52,9 @@ type wsConn struct {
 	draining   bool // the server is shutting down: no new operation starts
 	active     int  // operations whose goroutines (run, then stream) have not returned
 	writing    bool // a writer goroutine is running
+	// controls counts the control frames being written outside the
+	// writer (pings, pongs, close replies): no push starts meanwhile.
+	controls uint8
 	// closeFrame is the close frame the writer is to send once it has
 	// written what is queued; closeBy bounds those last writes.
 	closeFrame  *closeFrame
@@ -58,6 +63,9 @@ type wsConn struct {
 	initTimer   *time.Timer
 	pingTimer   *time.Timer
 	expiryTimer *time.Timer
+
+	// raw is the socket as pushes write it, once one has (see push).
+	raw *rawSocket
 }
 
 // wsOperation is an operation running on a connection.
@@ -68,6 +76,9 @@ type wsOperation struct {
 	// the legacy subprotocol, started another with its id): nothing more
 	// of it is sent.
 	stopped atomic.Bool
+	// live is set once the operation's first result has been sent or
+	// queued: from then on its results may be pushed.
+	live atomic.Bool
 }
 
 // closeFrame is how the server closes a connection: finals are messages
@@ -122,6 +133,9 @@ func (c *wsConn) serve() {
 		c.extendRead()
 		return nil
 	})
+	// Gorilla's own handlers, but excluding pushes (see beginControl).
+	c.ws.SetPingHandler(c.pingHandler)
+	c.ws.SetCloseHandler(c.closeHandler)
 	if c.known {
 		c.mu.Lock()
 		c.initTimer = time.AfterFunc(c.t.initTimeout(), c.initTimedOut)
@@ -358,12 +372,17 @@ func (c *wsConn) queue(it wsItem, inline bool) bool {
 	return true
 }
 
-// writeLoop writes queued messages until the queue is empty, then the
-// close frame if the connection is closing. It is the only goroutine that
-// writes messages (gorilla allows one); pings and the close frame are
-// control frames, which may be written concurrently.
+// writeLoop writes what a partial push left (see writeRaw), then queued
+// messages until the queue is empty, then the close frame if the
+// connection is closing. While it runs (c.writing), it is the only
+// goroutine that writes messages (gorilla allows one, and a push needs
+// c.writing); pings and the close frame are control frames, which may be
+// written concurrently.
 func (c *wsConn) writeLoop() {
 	defer c.wg.Done()
+	if !c.writeRest() {
+		return
+	}
 	for {
 		select {
 		case it := <-c.q:
@@ -448,7 +467,9 @@ func (c *wsConn) ping() {
 	ka := c.legacy && c.acked
 	c.pingTimer.Reset(c.t.pingInterval())
 	c.mu.Unlock()
+	r := c.beginControl()
 	_ = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.t.writeTimeout()))
+	c.endControl(r)
 	if ka {
 		c.send(wsItem{data: msgKeepAlive})
 	}
@@ -654,7 +675,7 @@ func (c *wsConn) run(ctx context.Context, op *wsOperation, params *graphql.RawPa
 	}
 	var w *waker
 	if oc.Operation != nil && oc.Operation.Operation == ast.Subscription {
-		w = &waker{}
+		w = &waker{c: c, op: op}
 		ctx = context.WithValue(ctx, wakerKey{}, w)
 	}
 	responses, ctx := dispatch(ctx, c.exec, oc, c.t.RequestTimeout)
@@ -714,6 +735,9 @@ func (c *wsConn) stream(ctx context.Context, op *wsOperation, oc *graphql.Operat
 		}
 		if !c.sendWrite(wsItem{data: msg, op: op}) {
 			return
+		}
+		if !op.live.Load() {
+			op.live.Store(true)
 		}
 	}
 	if c.release(op) {
