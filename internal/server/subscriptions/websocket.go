@@ -285,7 +285,7 @@ func (t *WebSocket) init() {
 			HandshakeTimeout: handshakeTimeout,
 			// Small read buffers and pooled write buffers keep an idle
 			// connection at a few KiB.
-			ReadBufferSize:  512,
+			ReadBufferSize:  256,
 			WriteBufferSize: 4096,
 			WriteBufferPool: &writeBuffers,
 			Subprotocols:    []string{SubprotocolTransportWS, SubprotocolLegacyWS},
