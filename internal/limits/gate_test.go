@@ -2,11 +2,10 @@ package limits
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"askgate/internal/redistest"
 )
 
 // TestGate is the conformance test of Gate: the key's rate, the global
@@ -145,31 +144,12 @@ func TestRedisGateAgreesWithRedisRate(t *testing.T) {
 	}
 }
 
-// commandCounter counts the commands a client sends, pipelined or not.
-type commandCounter struct{ n atomic.Int64 }
-
-func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
-}
-
 // TestRedisGateOneRoundTrip: the three limits of a request cost one
 // command, the script's.
 func TestRedisGateOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	client := redisTestClient(t)
-	counter := &commandCounter{}
+	counter := &redistest.Commands{}
 	client.AddHook(counter)
 	g := NewRedisGate(client, GateConfig{
 		Rate:   Rate{Events: 1000, Per: time.Second},
@@ -180,14 +160,14 @@ func TestRedisGateOneRoundTrip(t *testing.T) {
 	if _, err := g.Admit(ctx, "user:1", true, 5); err != nil {
 		t.Fatal(err)
 	}
-	counter.n.Store(0)
+	before := counter.N()
 	const requests = 20
 	for range requests {
 		if a, err := g.Admit(ctx, "user:1", true, 5); err != nil || !a.Allowed() {
 			t.Fatalf("Admit = %+v, %v", a, err)
 		}
 	}
-	if got := counter.n.Load(); got != requests {
+	if got := counter.N() - before; got != requests {
 		t.Errorf("%d requests sent %d commands, want one each", requests, got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,4 +70,31 @@ func Keys(ctx context.Context, client *redis.Client, prefix string) ([]string, e
 		keys = append(keys, iter.Val())
 	}
 	return keys, iter.Err()
+}
+
+// Commands counts the commands a client sends, pipelined or not: add it
+// with client.AddHook, read it with N.
+type Commands struct{ n atomic.Int64 }
+
+// N returns the number of commands sent so far.
+func (c *Commands) N() int64 { return c.n.Load() }
+
+// DialHook implements redis.Hook: dials are not commands.
+func (c *Commands) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook implements redis.Hook: it counts one command.
+func (c *Commands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+// ProcessPipelineHook implements redis.Hook: it counts every command
+// of the pipeline.
+func (c *Commands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
 }

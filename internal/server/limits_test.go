@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -487,25 +486,6 @@ func TestAskRefusedByAnswerLimits(t *testing.T) {
 	}
 }
 
-// redisCommands counts the commands a Redis client sends.
-type redisCommands struct{ n atomic.Int64 }
-
-func (c *redisCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *redisCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *redisCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
-}
-
 // TestLimitsOneRoundTripPerRequest: with a request rate, a global rate and
 // a cost budget on Redis, a request whose document the gateway has parsed
 // before costs one Redis command for all of them (and a refund when it
@@ -513,7 +493,7 @@ func (c *redisCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 func TestLimitsOneRoundTripPerRequest(t *testing.T) {
 	rdb := redistest.Client(t, redis.Options{})
 	prefix := redistest.Prefix(t, rdb, "server-limits")
-	commands := &redisCommands{}
+	commands := &redistest.Commands{}
 	rdb.AddHook(commands)
 	e := newEnv(t, envOptions{limits: redisLimits(t, rdb, prefix, server.RequestLimitsConfig{
 		Rate:   limits.Rate{Events: 1000, Per: time.Minute},
@@ -533,11 +513,11 @@ func TestLimitsOneRoundTripPerRequest(t *testing.T) {
 		{countQuery, 1},
 		{`{ conversations(first: 20) { nodes { id } } }`, 2}, // and the refund of 20 unused
 	} {
-		before := commands.n.Load()
+		before := commands.N()
 		if r := e.post(authz, tc.query, nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
 			t.Fatalf("%s: status %d, %s", tc.query, r.Status, r.Body)
 		}
-		if got := commands.n.Load() - before; got != tc.commands {
+		if got := commands.N() - before; got != tc.commands {
 			t.Errorf("%s: %d Redis commands, want %d", tc.query, got, tc.commands)
 		}
 	}
