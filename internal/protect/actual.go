@@ -50,16 +50,14 @@ func ActualCost(schema *ast.Schema, doc *ast.QueryDocument, op *ast.OperationDef
 // object returns the actual cost of the selection sets sets on obj,
 // a value of type t; sz says which of its fields' lists are counted per
 // item (the fields a @listSize multiplies).
-func (c *actualCoster) object(owner *ast.Field, sets []ast.SelectionSet, t *ast.Definition, depth int, obj gjson.Result, sz sizing) int {
+func (c *actualCoster) object(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, depth int, obj gjson.Result, sz sizing) int {
 	if depth > costMaxDepth {
 		c.exhausted = true
 		return ceiling
 	}
 	if t != nil && t.IsAbstractType() {
-		if name := obj.Get("__typename"); name.Type == gjson.String {
-			if concrete := c.schema.Types[name.Str]; concrete != nil {
-				t = concrete
-			}
+		if concrete := c.typename(owner, sets, t, obj); concrete != nil {
+			t = concrete
 		} else if c.typeDependent(sets, t, 0) {
 			if possible := c.schema.GetPossibleTypes(t); len(possible) > 0 {
 				most := 0
@@ -81,12 +79,36 @@ type actualCoster struct {
 	memo map[memoKey]*collected
 }
 
-// memoKey names a selection on a type: the selection of the field owner
-// (nil for the operation's), which is the same for every field of its
-// group.
+// memoKey names a selection on a type: the selection of the fields of
+// the group owner (nil for the operation's). A group, not a field: a
+// field of a named fragment is one *ast.Field wherever the fragment is
+// spread, merged with different fields in each place. Groups are stable
+// because their parent's collection is memoised.
 type memoKey struct {
-	owner *ast.Field
+	owner *fieldGroup
 	typ   *ast.Definition
+}
+
+// typename returns the concrete type of obj, a value of the abstract type
+// t, when the selection has the __typename meta-field unaliased (a
+// response key "__typename" that is an alias of another field says
+// nothing) and it names one of t's possible types; nil otherwise.
+func (c *actualCoster) typename(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, obj gjson.Result) *ast.Definition {
+	m := c.collect(owner, sets, t)
+	i, ok := m.index["__typename"]
+	if !ok || m.groups[i].first.Name != "__typename" {
+		return nil
+	}
+	name := obj.Get("__typename")
+	if name.Type != gjson.String {
+		return nil
+	}
+	for _, p := range c.schema.GetPossibleTypes(t) {
+		if p.Name == name.Str {
+			return p
+		}
+	}
+	return nil
 }
 
 // collected is a selection's fields on a type, by response key.
@@ -96,7 +118,7 @@ type collected struct {
 }
 
 // collect returns the fields of sets, owner's selection, on t.
-func (c *actualCoster) collect(owner *ast.Field, sets []ast.SelectionSet, t *ast.Definition) *collected {
+func (c *actualCoster) collect(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition) *collected {
 	k := memoKey{owner, t}
 	if m, ok := c.memo[k]; ok {
 		return m
@@ -115,7 +137,7 @@ func (c *actualCoster) collect(owner *ast.Field, sets []ast.SelectionSet, t *ast
 
 // fields returns the actual cost of the fields of sets, owner's selection,
 // on obj, read as type t.
-func (c *actualCoster) fields(owner *ast.Field, sets []ast.SelectionSet, t *ast.Definition, depth int, obj gjson.Result, sz sizing) int {
+func (c *actualCoster) fields(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, depth int, obj gjson.Result, sz sizing) int {
 	m := c.collect(owner, sets, t)
 	total := 0
 	obj.ForEach(func(key, val gjson.Result) bool {
@@ -150,7 +172,7 @@ func (c *actualCoster) field(g *fieldGroup, parent *ast.Definition, depth int, v
 		if !g.hasSelection() {
 			return 0
 		}
-		return c.value(f, g.selectionSets(), typ, depth+1, v, sz)
+		return c.value(g, g.selectionSets(), typ, depth+1, v, sz)
 	}
 	switch {
 	case !val.IsArray():
@@ -183,7 +205,7 @@ func (c *actualCoster) field(g *fieldGroup, parent *ast.Definition, depth int, v
 // value returns the actual cost of the selection sets sets on val, a
 // value of type typ: an object, null, or a list of them (an item of a list
 // of lists), whose most expensive item counts.
-func (c *actualCoster) value(owner *ast.Field, sets []ast.SelectionSet, typ *ast.Definition, depth int, val gjson.Result, sz sizing) int {
+func (c *actualCoster) value(owner *fieldGroup, sets []ast.SelectionSet, typ *ast.Definition, depth int, val gjson.Result, sz sizing) int {
 	switch {
 	case val.IsObject():
 		return c.object(owner, sets, typ, depth, val, sz)

@@ -3,6 +3,7 @@ package protect
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -66,6 +67,20 @@ func TestActualCost(t *testing.T) {
 			query: `{ conversations(first: 5) { pageInfo { hasNextPage } edges { cursor node { owner { name } } } } }`,
 			data:  `{"conversations": {"pageInfo": {"hasNextPage": false}, "edges": [{"cursor": "a", "node": {"owner": {"name": "A"}}}, {"cursor": "b", "node": {"owner": null}}]}}`,
 			want:  1 + 1 + 2*(1+1+1), requested: 1 + 1 + 5*(1+1+1)},
+		{name: "a fragment's field merged differently where it is spread",
+			query: `fragment F on Conversation { messages(first: 5) { totalCount } }
+				{ a: conversation(id: "x") { ...F } b: conversation(id: "y") { ...F messages(first: 5) { nodes { id author { name } } } } }`,
+			data: `{"a": {"messages": {"totalCount": 0}}, "b": {"messages": {"totalCount": 5, "nodes": [` +
+				strings.Repeat(`{"id": "m", "author": {"name": "A"}},`, 4) + `{"id": "m", "author": {"name": "A"}}]}}}`,
+			want: 2 + 1 + 1 + 5*(1+1), requested: 2 + 1 + 1 + 5*(1+1)},
+		{name: "an alias named __typename says nothing of the type",
+			query: `{ node(id: "x") { ... on Conversation { __typename: title messages(first: 3) { nodes { id } } } } }`,
+			data:  `{"node": {"__typename": "User", "messages": {"nodes": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}}}`,
+			want:  1 + 1 + 3, requested: 1 + 1 + 3},
+		{name: "the real __typename gives the type",
+			query: `{ node(id: "x") { __typename ... on Conversation { messages(first: 3) { nodes { id } } } } }`,
+			data:  `{"node": {"__typename": "Message"}}`,
+			want:  1, requested: 1 + 1 + 3},
 		{name: "a mutation that returned null keeps its weight",
 			query: `mutation { renameConversation(input: {id: "x", title: "t"}) { id } }`,
 			data:  `{"renameConversation": null}`, want: 10, requested: 10},
