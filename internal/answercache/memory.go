@@ -64,14 +64,13 @@ func (m *Memory) Get(_ context.Context, key string) (*Entry, error) {
 		return nil, nil
 	}
 	m.lru.MoveToFront(el)
-	e := it.entry
-	return &e, nil
+	return it.entry.clone(), nil
 }
 
 // Put stores a copy of e under key. An entry larger than the whole cache
 // is not stored.
 func (m *Memory) Put(_ context.Context, key string, e *Entry) error {
-	it := &memoryItem{key: key, entry: *e, expires: m.now().Add(m.ttl), size: e.size(key)}
+	it := &memoryItem{key: key, entry: *e.clone(), expires: m.now().Add(m.ttl), size: e.size(key)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if el, ok := m.items[key]; ok {
@@ -99,4 +98,14 @@ func (m *Memory) remove(el *list.Element) {
 	it := m.lru.Remove(el).(*memoryItem)
 	delete(m.items, it.key)
 	m.bytes -= it.size
+}
+
+// clone returns a copy of e that shares nothing with it.
+func (e *Entry) clone() *Entry {
+	c := *e
+	if e.Usage != nil {
+		u := *e.Usage
+		c.Usage = &u
+	}
+	return &c
 }

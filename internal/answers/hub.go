@@ -236,6 +236,10 @@ func (h *hub) run(ctx context.Context, r chat.TokenReader) {
 			h.finish(e)
 			return
 		}
+		// put may push the event to the subscriber's socket (a
+		// non-blocking write, see the server's push path) under h.mu:
+		// joins and leaves wait for the round, a few µs per subscriber.
+		// Nothing called from put may take h.mu.
 		h.mu.Lock()
 		h.seqs = append(h.seqs, e.Seq)
 		h.deltas = append(h.deltas, e.Delta)

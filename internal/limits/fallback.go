@@ -307,7 +307,20 @@ func (q fallbackTokenQuota) Take(ctx context.Context, user string, estimate int)
 			return reservation{settle, ok, remaining}, err
 		}
 	}
-	r, err := fallback(ctx, q.f, take(q.redis), take(q.local), func(r reservation) {
+	fromRedis := func(ctx context.Context) (reservation, error) {
+		r, err := take(q.redis)(ctx)
+		if inner := r.settle; inner != nil {
+			// Settled in Redis, within the Fallback's timeout.
+			r.settle = func(ctx context.Context, actual int) error {
+				_, err := call(ctx, q.f, func(ctx context.Context) (struct{}, error) {
+					return struct{}{}, inner(ctx, actual)
+				}, nil)
+				return err
+			}
+		}
+		return r, err
+	}
+	r, err := fallback(ctx, q.f, fromRedis, take(q.local), func(r reservation) {
 		if r.ok {
 			ctx, cancel := lateContext()
 			defer cancel()

@@ -432,3 +432,44 @@ func TestTokenQuotaSettlesOnItsDay(t *testing.T) {
 		})
 	}
 }
+
+// TestFallbackGateRefundsWhereDebited: a request admitted in process while
+// Redis was down has its refund given back in process once Redis is back,
+// not to Redis's bucket, which never lost the points.
+func TestFallbackGateRefundsWhereDebited(t *testing.T) {
+	ctx := context.Background()
+	client := redisTestClient(t)
+	opts := RedisOptions{Prefix: redisTestPrefix(t, client)}
+	proxy := redistest.StartProxy(t, redisTestAddr)
+	viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer viaProxy.Close()
+	f := NewFallback(FallbackOptions{ProbeInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	defer f.Close()
+	cfg := GateConfig{Budget: Bucket{Size: 100, RestoreRate: 1}}
+	shared := NewRedisGate(client, cfg, opts)
+	local := NewLocalGate(cfg, LocalOptions{})
+	g := f.Gate(NewRedisGate(viaProxy, cfg, opts), local)
+
+	if a, err := shared.Admit(ctx, "u", false, 30); err != nil || !a.Allowed() {
+		t.Fatalf("Admit(30) in Redis = %+v, %v", a, err)
+	}
+	proxy.SetDown(true)
+	a, err := g.Admit(ctx, "u", false, 50)
+	if err != nil || !a.Allowed() || !f.Degraded() {
+		t.Fatalf("Admit(50) with Redis down = %+v, %v (degraded %v), want admitted in process", a, err, f.Degraded())
+	}
+	proxy.SetDown(false)
+	time.Sleep(10 * time.Millisecond)
+	if _, err := g.Admit(ctx, "u", false, 0); err != nil || f.Degraded() {
+		t.Fatalf("with Redis back: %v, degraded %v", err, f.Degraded())
+	}
+	if _, err := a.Refund(ctx, 40); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := shared.Admit(ctx, "u", false, 0); err != nil || a.Throttle.CurrentlyAvailable < 70 || a.Throttle.CurrentlyAvailable > 71 {
+		t.Errorf("Redis after the refund = %+v, %v, want its own 70 left: the local debit was refunded to Redis", a.Throttle, err)
+	}
+	if a, err := local.Admit(ctx, "u", false, 0); err != nil || a.Throttle.CurrentlyAvailable < 90 || a.Throttle.CurrentlyAvailable > 91 {
+		t.Errorf("in process after the refund = %+v, %v, want 90 left", a.Throttle, err)
+	}
+}

@@ -54,10 +54,25 @@ type Admission struct {
 	// the budget was consulted.
 	Throttle Throttle
 	Budgeted bool
+
+	// refund gives points back to the budget that debited them; nil when
+	// nothing was debited.
+	refund func(ctx context.Context, amount int) (Throttle, error)
 }
 
 // Allowed reports whether the request may go ahead.
 func (a Admission) Allowed() bool { return a.Refused == Admitted }
+
+// Refund gives amount points of an admitted request's debit back to the
+// budget that took them — Redis or in process, whichever admitted it, even
+// when the other answers by then. It returns the budget's state after;
+// without a debit it does nothing and returns the zero Throttle.
+func (a Admission) Refund(ctx context.Context, amount int) (Throttle, error) {
+	if a.refund == nil || amount <= 0 {
+		return Throttle{}, nil
+	}
+	return a.refund(ctx, amount)
+}
 
 // Gate checks every limit of one request at once — the key's request
 // rate, the global rate and the key's cost budget — and counts the request
@@ -159,6 +174,7 @@ func (g *LocalGate) Admit(_ context.Context, key string, countRate bool, cost in
 	}
 	if a.Budgeted {
 		g.budget.store(key, bucket, now)
+		a.refund = func(ctx context.Context, amount int) (Throttle, error) { return g.Refund(ctx, key, amount) }
 	}
 	return a, nil
 }
@@ -263,8 +279,8 @@ return {refused, tostring(retry), budgeted, budget_allowed, tostring(available),
 //
 // On a Redis Cluster the global rate's key is on a slot of its own, and a
 // script cannot span slots: the global rate is then checked by a second
-// call (RedisRate's), after the key's limits, and a request the global
-// rate refuses stays counted against the key's.
+// call (RedisRate's), after the key's limits; a request the global rate
+// refuses has its debit refunded but stays counted against the key's rate.
 type RedisGate struct {
 	client redis.UniversalClient
 	cfg    GateConfig
@@ -313,6 +329,12 @@ func (g *RedisGate) Admit(ctx context.Context, key string, countRate bool, cost 
 		g.prefix + "rate:{" + globalGateKey + "}",
 		g.prefix + "budget:{" + key + "}",
 	}
+	if g.global != nil {
+		// A Redis Cluster refuses a script whose keys are on several
+		// slots, even keys it does not touch: the global rate's key,
+		// checked apart, gives way to one of the key's slot.
+		keys[1] = keys[0]
+	}
 	args := make([]any, 0, 11)
 	args = append(args, boolArg(countRate))
 	args = append(args, rateArgs(g.cfg.Rate)...)
@@ -326,12 +348,23 @@ func (g *RedisGate) Admit(ctx context.Context, key string, countRate bool, cost 
 	if err != nil {
 		return Admission{}, fmt.Errorf("limits: request of %q: %w", key, err)
 	}
+	if a.Budgeted && a.Allowed() {
+		a.refund = func(ctx context.Context, amount int) (Throttle, error) { return g.Refund(ctx, key, amount) }
+	}
 	if a.Allowed() && countRate && g.global != nil {
 		ga, err := g.admitGlobal(ctx)
-		if err != nil || !ga.Allowed() {
-			ga.Throttle, ga.Budgeted = a.Throttle, a.Budgeted
-			return ga, err
+		if err == nil && ga.Allowed() {
+			return a, nil
 		}
+		// Refused after the key's limits admitted it: the debit goes
+		// back; the key's rate stays counted.
+		if cost > 0 {
+			if t, rerr := a.Refund(ctx, cost); rerr == nil && a.Budgeted {
+				a.Throttle = t
+			}
+		}
+		ga.Throttle, ga.Budgeted = a.Throttle, a.Budgeted
+		return ga, err
 	}
 	return a, nil
 }
@@ -412,10 +445,19 @@ type fallbackGate struct {
 	redis, local Gate
 }
 
-// Admit checks and counts a request of key.
+// Admit checks and counts a request of key. The refund of a debit made in
+// Redis goes to Redis, within the Fallback's timeout.
 func (g fallbackGate) Admit(ctx context.Context, key string, countRate bool, cost int) (Admission, error) {
 	return fallback(ctx, g.f,
-		func(ctx context.Context) (Admission, error) { return g.redis.Admit(ctx, key, countRate, cost) },
+		func(ctx context.Context) (Admission, error) {
+			a, err := g.redis.Admit(ctx, key, countRate, cost)
+			if inner := a.refund; inner != nil {
+				a.refund = func(ctx context.Context, amount int) (Throttle, error) {
+					return call(ctx, g.f, func(ctx context.Context) (Throttle, error) { return inner(ctx, amount) }, nil)
+				}
+			}
+			return a, err
+		},
 		func(ctx context.Context) (Admission, error) { return g.local.Admit(ctx, key, countRate, cost) },
 		func(a Admission) {
 			if a.Allowed() && a.Budgeted && cost > 0 {
@@ -426,7 +468,9 @@ func (g fallbackGate) Admit(ctx context.Context, key string, countRate bool, cos
 		})
 }
 
-// Refund gives amount points back to key's budget.
+// Refund gives amount points back to key's budget, in Redis or, when it
+// does not answer, in process. Refund an admitted request through its
+// Admission instead: it goes to the store that debited it.
 func (g fallbackGate) Refund(ctx context.Context, key string, amount int) (Throttle, error) {
 	return fallback(ctx, g.f,
 		func(ctx context.Context) (Throttle, error) { return g.redis.Refund(ctx, key, amount) },

@@ -208,11 +208,13 @@ func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Con
 	ctx = graphql.WithOperationContext(ctx, pre)
 	if t := s.deps.Trusted; t != nil {
 		if err := t.MutateOperationParameters(ctx, p); err != nil {
+			s.refused(ctx)
 			return ctx, gqlerror.List{err}
 		}
 	}
 	if s.apq != nil {
 		if err := s.apq.MutateOperationParameters(ctx, p); err != nil {
+			s.refused(ctx)
 			return ctx, gqlerror.List{err}
 		}
 	}
@@ -221,8 +223,12 @@ func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Con
 		// The document passed the size and token limits when it was
 		// first parsed; the operation limits depend on the operation
 		// this request selects. The request rates are counted by guard,
-		// with the cost.
-		return ctx, limits.PreCheckDocument(doc, p.OperationName, s.deps.Development)
+		// with the cost (or by refused, when it does not get there).
+		errs := limits.PreCheckDocument(doc, p.OperationName, s.deps.Development)
+		if len(errs) > 0 {
+			s.refused(ctx)
+		}
+		return ctx, errs
 	}
 	// A document to parse: the request rates first, so that a refused
 	// request costs nothing more.
@@ -250,6 +256,7 @@ func (s *Server) prepare(ctx context.Context, p *graphql.RawParams) (context.Con
 func (s *Server) guard(prepCtx context.Context, oc *graphql.OperationContext) (int, gqlerror.List) {
 	cost := protect.Cost(s.schema.Schema(), oc.Doc, oc.Operation, oc.Variables)
 	if err := protect.CheckCost(cost, s.deps.Limits.MaxCost); err != nil {
+		s.refused(prepCtx)
 		return cost, gqlerror.List{err}
 	}
 	if err := s.admit(prepCtx, oc, cost); err != nil {

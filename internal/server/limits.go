@@ -123,6 +123,18 @@ func (s *Server) countRate(ctx context.Context) (context.Context, *gqlerror.Erro
 	return ctx, refusal(a, 0)
 }
 
+// refused counts an operation refused after prepare and before guard
+// against the request rates, when prepare left that to guard (its
+// document was cached): a client looping on a cached document with bad
+// variables is limited like any other. The refusal stands whatever the
+// rates say.
+func (s *Server) refused(prepCtx context.Context) {
+	if prepCtx.Value(rateCountedKey{}) != nil {
+		return
+	}
+	_, _ = s.countRate(prepCtx)
+}
+
 // admit counts an operation of the viewer in prepCtx against the request
 // rates (unless prepare counted it) and debits its cost from the cost
 // budget, in one call; it refuses the operation when a limit does not let
@@ -154,18 +166,19 @@ func (s *Server) admit(prepCtx context.Context, oc *graphql.OperationContext, co
 	if a.Budgeted {
 		oc.Stats.SetExtension(subscriptions.ThrottleStatsKey, throttleStatus(a.Throttle))
 		if a.Allowed() {
-			oc.Stats.SetExtension(subscriptions.SettleStatsKey, s.settleCost(prepCtx, oc, key, cost, a.Throttle))
+			oc.Stats.SetExtension(subscriptions.SettleStatsKey, s.settleCost(prepCtx, oc, cost, a))
 		}
 	}
 	return refusal(a, cost)
 }
 
 // settleCost returns the function that reports an operation's
-// actualQueryCost once it has run, and refunds the viewer's budget (key)
-// the cost it was debited (cost) but did not use: a query that got 3
-// conversations of the 20 it asked for pays for 3 (protect.ActualCost).
-// A subscription is charged what it asked for.
-func (s *Server) settleCost(prepCtx context.Context, oc *graphql.OperationContext, key string, cost int, t limits.Throttle) subscriptions.Settle {
+// actualQueryCost once it has run, and refunds the viewer's budget the
+// cost it was debited (cost, admitted by a) but did not use: a query that
+// got 3 conversations of the 20 it asked for pays for 3
+// (protect.ActualCost). A subscription is charged what it asked for.
+func (s *Server) settleCost(prepCtx context.Context, oc *graphql.OperationContext, cost int, a limits.Admission) subscriptions.Settle {
+	t := a.Throttle
 	return func(resp *graphql.Response) (int, any) {
 		if oc.Operation == nil || oc.Operation.Operation == ast.Subscription {
 			return cost, throttleStatus(t)
@@ -177,7 +190,7 @@ func (s *Server) settleCost(prepCtx context.Context, oc *graphql.OperationContex
 		// The refund is owed even when the request's context has ended
 		// (a timeout): the budget's state outlives the request.
 		ctx := context.WithoutCancel(prepCtx)
-		refunded, err := s.deps.RequestLimits.gate.Refund(ctx, key, cost-actual)
+		refunded, err := a.Refund(ctx, cost-actual)
 		if err != nil {
 			s.limitError(ctx, err)
 			return actual, throttleStatus(t)

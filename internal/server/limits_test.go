@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -521,4 +523,37 @@ func TestLimitsOneRoundTripPerRequest(t *testing.T) {
 			t.Errorf("%s: %d Redis commands, want %d", tc.query, got, tc.commands)
 		}
 	}
+}
+
+// TestRefusedOperationsCountAgainstTheRate: operations refused before
+// they are costed — bad variables for a cached document, a mutation over
+// GET, an unknown persisted query — count against the request rate like
+// any other, so that a client cannot loop on them unlimited.
+func TestRefusedOperationsCountAgainstTheRate(t *testing.T) {
+	rdb := redistest.Client(t, redis.Options{})
+	prefix := redistest.Prefix(t, rdb, "server-limits")
+	e := newEnv(t, envOptions{limits: redisLimits(t, rdb, prefix, server.RequestLimitsConfig{Rate: limits.Rate{Events: 4, Per: time.Hour}})})
+	authz := "Bearer " + e.token("alice")
+	const query = `query($n: Int!) { conversations(first: $n) { totalCount } }`
+	if r := e.post(authz, query, map[string]any{"n": 1}); r.Status != http.StatusOK || len(r.Errors) > 0 {
+		t.Fatalf("first request: %d %s", r.Status, r.Body)
+	}
+	// The document is cached now: each of these is refused after
+	// prepare, before guard.
+	if r := e.post(authz, query, map[string]any{"n": "one"}); len(r.Errors) == 0 || r.Errors[0].code() == "RATE_LIMITED" {
+		t.Fatalf("bad variables: %d %s, want a variables error", r.Status, r.Body)
+	}
+	if r := e.rawRequest(http.MethodGet, "/graphql?query="+url.QueryEscape(`mutation { deleteConversation(id: "x") }`), "", ""); r.Status != http.StatusMethodNotAllowed {
+		t.Fatalf("a mutation over GET: %d %s, want 405", r.Status, r.Body)
+	}
+	apq := map[string]any{"query": "", "extensions": map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": strings.Repeat("ab", 32)}}}
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/graphql", jsonBody(apq))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", authz)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	checkRateLimited(t, e.post(authz, query, map[string]any{"n": 1}))
 }

@@ -92,6 +92,8 @@ func (o liveOps) Guard(prepCtx context.Context, oc *graphql.OperationContext) (i
 	return o.s.guard(prepCtx, oc)
 }
 
+func (o liveOps) Refused(prepCtx context.Context) { o.s.refused(prepCtx) }
+
 // authenticateSocket authenticates a WebSocket connection from its
 // connection_init payload ({"authorization": "Bearer <JWT>"}), or else
 // from the upgrade request's Authorization header. The connection closes

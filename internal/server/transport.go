@@ -54,6 +54,8 @@ type httpTransport struct {
 type operations interface {
 	prepare(ctx context.Context, p *graphql.RawParams) (context.Context, gqlerror.List)
 	guard(prepCtx context.Context, oc *graphql.OperationContext) (int, gqlerror.List)
+	// refused is told of an operation refused between prepare and guard.
+	refused(prepCtx context.Context)
 	// cachingFor says how the successful response of a persisted query
 	// sent with GET may be cached (see httpcache.go).
 	cachingFor(r *http.Request, oc *graphql.OperationContext) httpCaching
@@ -106,6 +108,7 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 	}
 	rc, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
+		t.ops.refused(prepCtx)
 		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
 		status := http.StatusOK
 		if media == mediaGraphQLResponse && errcode.GetErrorKind(errs) == errcode.KindProtocol {
@@ -115,6 +118,7 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		return
 	}
 	if r.Method == http.MethodGet && rc.Operation != nil && rc.Operation.Operation != ast.Query {
+		t.ops.refused(prepCtx)
 		w.Header().Set("Allow", http.MethodPost)
 		writeResponse(w, media, http.StatusMethodNotAllowed, &graphql.Response{
 			Errors: gqlerror.List{requestError("GET only runs queries; send " + string(rc.Operation.Operation) + "s with POST")},
@@ -122,6 +126,7 @@ func (t httpTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.G
 		return
 	}
 	if isSubscription(rc) {
+		t.ops.refused(prepCtx)
 		writeResponse(w, media, http.StatusBadRequest, &graphql.Response{
 			Errors: gqlerror.List{requestError("subscriptions run over a WebSocket (graphql-transport-ws) or server-sent events (Accept: text/event-stream), not a plain HTTP request")},
 		})

@@ -61,6 +61,8 @@ type viewerKey struct{}
 // do.
 type testOps struct{}
 
+func (testOps) Refused(context.Context) {}
+
 func (testOps) Prepare(ctx context.Context, p *graphql.RawParams) (context.Context, gqlerror.List) {
 	if strings.Contains(p.Query, "#prepare-refuses") {
 		return ctx, gqlerror.List{codedError("MAX_DEPTH_LIMIT", "the operation is too deep")}

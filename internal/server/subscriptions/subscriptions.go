@@ -54,6 +54,10 @@ type Operations interface {
 	// Guard checks a parsed, validated operation (cost); errors refuse it.
 	// prepCtx is what Prepare returned.
 	Guard(prepCtx context.Context, oc *graphql.OperationContext) (cost int, errs gqlerror.List)
+	// Refused is told of an operation refused after Prepare and before
+	// Guard (parsing, validation, variables, a transport's own rule), for
+	// what Guard would have counted.
+	Refused(prepCtx context.Context)
 }
 
 // Authenticator turns a connection_init payload (or the upgrade request's
@@ -105,6 +109,9 @@ func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, para
 	}
 	oc, errs := exec.CreateOperationContext(ctx, params)
 	if len(errs) > 0 {
+		if ops != nil {
+			ops.Refused(prepCtx)
+		}
 		errCtx := ctx
 		if oc != nil {
 			errCtx = graphql.WithOperationContext(ctx, oc)
@@ -112,6 +119,9 @@ func start(ctx context.Context, exec graphql.GraphExecutor, ops Operations, para
 		return nil, exec.DispatchError(errCtx, errs)
 	}
 	if allow != nil && !allow(oc) {
+		if ops != nil {
+			ops.Refused(prepCtx)
+		}
 		return nil, nil
 	}
 	if ops != nil {

@@ -12,6 +12,12 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// Known limit: gorilla's reader answers a client's protocol error (a bad
+// opcode, an unmasked frame) with a close frame written through
+// WriteControl, outside beginControl; it can fall in the middle of a
+// partially pushed frame. Only that misbehaving client's connection,
+// which is ending, is affected.
+//
 // The push path: a parked subscription's results written by the goroutine
 // that has them (an answer's hub, which renders each event once for all
 // its subscribers), straight to the socket, rather than by the
@@ -102,6 +108,10 @@ func (c *wsConn) push(op *wsOperation, data []byte) bool {
 		c.raw = newRawSocket(c.ws)
 	}
 	r := c.raw
+	if r.rc == nil { // not a plain socket (TLS): the usual way
+		c.mu.Unlock()
+		return false
+	}
 	c.writing = true
 	c.mu.Unlock()
 	pushed, partial := c.writeRaw(r, c.t.frame(c.legacy, op.id, data))
@@ -123,7 +133,9 @@ func (c *wsConn) writeRaw(r *rawSocket, frame []byte) (pushed, partial bool) {
 		r.mu.Unlock()
 		return false, false
 	}
-	r.frame = frame
+	// n is reset: a Write that fails before calling do (the socket
+	// closed meanwhile) must not report the previous push's count.
+	r.frame, r.n, r.err = frame, 0, nil
 	err := r.rc.Write(r.fn)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The deadline of an earlier write has passed: the push path
@@ -134,6 +146,8 @@ func (c *wsConn) writeRaw(r *rawSocket, frame []byte) (pushed, partial bool) {
 	n := r.n
 	if err == nil {
 		err = r.err
+	} else {
+		n = 0
 	}
 	r.frame, r.err = nil, nil
 	switch {
