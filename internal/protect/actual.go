@@ -1,9 +1,12 @@
 package protect
 
 import (
-	"github.com/tidwall/gjson"
+	"github.com/valyala/fastjson"
 	"github.com/vektah/gqlparser/v2/ast"
 )
+
+// parsers parse responses for ActualCost, reusing their memory.
+var parsers fastjson.ParserPool
 
 // ActualCost returns the cost of what op, an operation of doc, actually
 // produced: data is the response's data (JSON). It is Cost's sum over the
@@ -31,11 +34,15 @@ func ActualCost(schema *ast.Schema, doc *ast.QueryDocument, op *ast.OperationDef
 	if schema == nil || op == nil {
 		return requested
 	}
-	// The response is read in place with gjson rather than decoded with
+	// The response is parsed with fastjson rather than decoded with
 	// encoding/json: only its shape matters, and decoding the chat
-	// screen's page into maps costs thousands of allocations.
-	obj := gjson.ParseBytes(data)
-	if !obj.IsObject() {
+	// screen's page into maps costs thousands of allocations. Its parser
+	// reads the data once into a tree it reuses (gjson, which reads each
+	// nested value again at every level, took five times as long).
+	p := parsers.Get()
+	defer parsers.Put(p)
+	obj, err := p.ParseBytes(data)
+	if err != nil || obj.Type() != fastjson.TypeObject {
 		return requested
 	}
 	c := coster{schema: schema, doc: doc, op: op, vars: vars}
@@ -50,7 +57,7 @@ func ActualCost(schema *ast.Schema, doc *ast.QueryDocument, op *ast.OperationDef
 // object returns the actual cost of the selection sets sets on obj,
 // a value of type t; sz says which of its fields' lists are counted per
 // item (the fields a @listSize multiplies).
-func (c *actualCoster) object(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, depth int, obj gjson.Result, sz sizing) int {
+func (c *actualCoster) object(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, depth int, obj *fastjson.Value, sz sizing) int {
 	if depth > costMaxDepth {
 		c.exhausted = true
 		return ceiling
@@ -93,28 +100,40 @@ type memoKey struct {
 // t, when the selection has the __typename meta-field unaliased (a
 // response key "__typename" that is an alias of another field says
 // nothing) and it names one of t's possible types; nil otherwise.
-func (c *actualCoster) typename(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, obj gjson.Result) *ast.Definition {
+func (c *actualCoster) typename(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, obj *fastjson.Value) *ast.Definition {
 	m := c.collect(owner, sets, t)
 	i, ok := m.index["__typename"]
 	if !ok || m.groups[i].first.Name != "__typename" {
 		return nil
 	}
-	name := obj.Get("__typename")
-	if name.Type != gjson.String {
+	name := obj.GetStringBytes("__typename")
+	if name == nil {
 		return nil
 	}
 	for _, p := range c.schema.GetPossibleTypes(t) {
-		if p.Name == name.Str {
+		if p.Name == string(name) {
 			return p
 		}
 	}
 	return nil
 }
 
-// collected is a selection's fields on a type, by response key.
+// collected is a selection's fields on a type, by response key, with
+// what each costs by itself, worked out once for every item of a list.
 type collected struct {
 	groups []fieldGroup
 	index  map[string]int
+	info   []fieldInfo
+}
+
+// fieldInfo is what a field group costs whatever its value: its type, its
+// own weight and arguments, its @listSize; skip for __typename and fields
+// not in the schema, which cost nothing.
+type fieldInfo struct {
+	typ  *ast.Definition
+	own  int
+	sz   sizing
+	skip bool
 }
 
 // collect returns the fields of sets, owner's selection, on t.
@@ -127,9 +146,17 @@ func (c *actualCoster) collect(owner *fieldGroup, sets []ast.SelectionSet, t *as
 	for _, set := range sets {
 		c.coster.collect(&col, set, t)
 	}
-	m := &collected{groups: col.groups, index: make(map[string]int, len(col.groups))}
+	m := &collected{groups: col.groups, index: make(map[string]int, len(col.groups)), info: make([]fieldInfo, len(col.groups))}
 	for i := range col.groups {
-		m.index[col.groups[i].key] = i
+		g := &col.groups[i]
+		m.index[g.key] = i
+		def := g.definition(t)
+		if g.first.Name == "__typename" || def == nil {
+			m.info[i].skip = true
+			continue
+		}
+		typ := c.schema.Types[def.Type.Name()]
+		m.info[i] = fieldInfo{typ: typ, own: satAdd(fieldWeight(def, typ), c.arguments(def, g.first)), sz: c.listSize(def, g.first)}
 	}
 	c.memo[k] = m
 	return m
@@ -137,67 +164,58 @@ func (c *actualCoster) collect(owner *fieldGroup, sets []ast.SelectionSet, t *as
 
 // fields returns the actual cost of the fields of sets, owner's selection,
 // on obj, read as type t.
-func (c *actualCoster) fields(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, depth int, obj gjson.Result, sz sizing) int {
+func (c *actualCoster) fields(owner *fieldGroup, sets []ast.SelectionSet, t *ast.Definition, depth int, obj *fastjson.Value, sz sizing) int {
 	m := c.collect(owner, sets, t)
 	total := 0
-	obj.ForEach(func(key, val gjson.Result) bool {
-		i, ok := m.index[key.Str]
-		if !ok {
-			return true
+	o, _ := obj.Object()
+	o.Visit(func(key []byte, val *fastjson.Value) {
+		if i, ok := m.index[string(key)]; ok {
+			g := &m.groups[i]
+			total = satAdd(total, c.field(g, &m.info[i], depth, val, sz.applies(g.first.Name)))
 		}
-		g := &m.groups[i]
-		total = satAdd(total, c.field(g, t, depth, val, sz.applies(g.first.Name)))
-		return true
 	})
 	return total
 }
 
-// field returns the actual cost of the fields of one response key on
-// type parent, whose value is val. perItem says the field is one a
-// @listSize multiplies: each item of its list costs the field's weight,
-// arguments and selection.
-func (c *actualCoster) field(g *fieldGroup, parent *ast.Definition, depth int, val gjson.Result, perItem bool) int {
-	f := g.first
-	if f.Name == "__typename" {
+// field returns the actual cost of the fields of one response key, g
+// (whose cost by itself is in info), whose value is val. perItem says the
+// field is one a @listSize multiplies: each item of its list costs the
+// field's weight, arguments and selection.
+func (c *actualCoster) field(g *fieldGroup, info *fieldInfo, depth int, val *fastjson.Value, perItem bool) int {
+	if info.skip {
 		return 0
 	}
-	def := g.definition(parent)
-	if def == nil {
-		return 0 // not in the schema: not in a validated operation either
-	}
-	typ := c.schema.Types[def.Type.Name()]
-	own := satAdd(fieldWeight(def, typ), c.arguments(def, f))
-	sz := c.listSize(def, f)
-	selection := func(v gjson.Result, sz sizing) int {
-		if !g.hasSelection() {
+	own, sz, typ := info.own, info.sz, info.typ
+	hasSelection := g.hasSelection()
+	selection := func(v *fastjson.Value, sz sizing) int {
+		if !hasSelection {
 			return 0
 		}
 		return c.value(g, g.selectionSets(), typ, depth+1, v, sz)
 	}
-	switch {
-	case !val.IsArray():
+	if val.Type() != fastjson.TypeArray {
 		return satAdd(own, selection(val, sz))
+	}
+	list := val.GetArray()
+	switch {
 	case perItem:
 		total := 0
-		val.ForEach(func(_, item gjson.Result) bool {
+		for _, item := range list {
 			total = satAdd(total, satAdd(own, selection(item, sz)))
-			return true
-		})
+		}
 		return total
 	case sz.on && sz.fields == nil:
 		// The @listSize multiplies the whole selection: each item's.
 		total := own
-		val.ForEach(func(_, item gjson.Result) bool {
+		for _, item := range list {
 			total = satAdd(total, selection(item, sizing{}))
-			return true
-		})
+		}
 		return total
 	default:
 		most := 0
-		val.ForEach(func(_, item gjson.Result) bool {
+		for _, item := range list {
 			most = max(most, selection(item, sz))
-			return true
-		})
+		}
 		return satAdd(own, most)
 	}
 }
@@ -205,16 +223,15 @@ func (c *actualCoster) field(g *fieldGroup, parent *ast.Definition, depth int, v
 // value returns the actual cost of the selection sets sets on val, a
 // value of type typ: an object, null, or a list of them (an item of a list
 // of lists), whose most expensive item counts.
-func (c *actualCoster) value(owner *fieldGroup, sets []ast.SelectionSet, typ *ast.Definition, depth int, val gjson.Result, sz sizing) int {
-	switch {
-	case val.IsObject():
+func (c *actualCoster) value(owner *fieldGroup, sets []ast.SelectionSet, typ *ast.Definition, depth int, val *fastjson.Value, sz sizing) int {
+	switch val.Type() {
+	case fastjson.TypeObject:
 		return c.object(owner, sets, typ, depth, val, sz)
-	case val.IsArray():
+	case fastjson.TypeArray:
 		most := 0
-		val.ForEach(func(_, item gjson.Result) bool {
+		for _, item := range val.GetArray() {
 			most = max(most, c.value(owner, sets, typ, depth+1, item, sz))
-			return true
-		})
+		}
 		return most
 	}
 	return 0

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/tidwall/gjson"
+	"github.com/valyala/fastjson"
 	"golang.org/x/sync/errgroup"
 
 	"askgate/internal/llm"
@@ -911,21 +911,26 @@ func subscribeOne(url, token, answerID string) (*websocket.Conn, error) {
 
 // readToEnd reads a subscription's events until complete and returns how
 // many there were and the bytes of their text. It reads the two fields it
-// needs with gjson rather than decoding each message with encoding/json:
-// the client process shares the machine with the server, and a client
-// that falls behind makes the server merge events and take its slower
-// paths, which is not what the benchmark measures.
+// needs with a fastjson parser rather than decoding each message with
+// encoding/json: the client process shares the machine with the server,
+// and a client that falls behind makes the server merge events and take
+// its slower paths, which is not what the benchmark measures.
 func readToEnd(c *websocket.Conn) (events, text int, err error) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Minute))
+	var p fastjson.Parser
 	for {
-		_, msg, err := c.ReadMessage()
+		_, data, err := c.ReadMessage()
 		if err != nil {
 			return events, text, err
 		}
-		switch typ := gjson.GetBytes(msg, "type").Str; typ {
+		msg, err := p.ParseBytes(data)
+		if err != nil {
+			return events, text, err
+		}
+		switch typ := string(msg.GetStringBytes("type")); typ {
 		case "next":
 			events++
-			text += len(gjson.GetBytes(msg, "payload.data.answer.delta").Str)
+			text += len(msg.GetStringBytes("payload", "data", "answer", "delta"))
 		case "complete":
 			return events, text, nil
 		default:
