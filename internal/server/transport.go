@@ -306,6 +306,18 @@ func writeResponse(w http.ResponseWriter, media string, status int, resp *graphq
 // only those (304 Not Modified) when c validates the response and the
 // request's If-None-Match matches its ETag.
 func writeCached(w http.ResponseWriter, media string, status int, resp *graphql.Response, c httpCaching) {
+	h := w.Header()
+	h.Set("Vary", varyHeader)
+	h.Set("Cache-Control", cmp.Or(c.cacheControl, "no-store"))
+	if c.validate {
+		// The tag covers the data alone: a 304 needs no body built.
+		tag := etag(media, c.viewer, resp.Data)
+		h.Set("ETag", tag)
+		if noneMatch(c.match, tag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
 	buf := bufferPool.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= 1<<20 {
@@ -343,17 +355,6 @@ func writeCached(w http.ResponseWriter, media string, status int, resp *graphql.
 		buf.Write(b)
 	}
 	buf.WriteByte('}')
-	h := w.Header()
-	h.Set("Vary", varyHeader)
-	h.Set("Cache-Control", cmp.Or(c.cacheControl, "no-store"))
-	if c.validate {
-		tag := etag(media, c.viewer, resp.Data)
-		h.Set("ETag", tag)
-		if noneMatch(c.match, tag) {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-	}
 	h.Set("Content-Type", media+"; charset=utf-8")
 	// A known length spares the chunked encoding of a large response.
 	h.Set("Content-Length", strconv.Itoa(buf.Len()))
