@@ -171,3 +171,32 @@ func TestRedisGateOneRoundTrip(t *testing.T) {
 		t.Errorf("%d requests sent %d commands, want one each", requests, got)
 	}
 }
+
+// TestRedisGateOnCluster: on a Redis Cluster the gate's script keeps to
+// the key's slot and the global rate is checked apart; a request the
+// global rate refuses gets its debit back.
+func TestRedisGateOnCluster(t *testing.T) {
+	ctx := context.Background()
+	client := redistest.Cluster(t)
+	g := NewRedisGate(client, GateConfig{
+		Rate:   Rate{Events: 1, Per: time.Hour, Burst: 10},
+		Global: Rate{Events: 1, Per: time.Hour, Burst: 3},
+		Budget: Bucket{Size: 100, RestoreRate: 1},
+	}, RedisOptions{Prefix: "askgate:test:cluster:"})
+	for i, key := range []string{"user:a", "user:b", "user:c"} {
+		a, err := g.Admit(ctx, key, true, 10)
+		if err != nil || !a.Allowed() || !a.Budgeted || a.Throttle.CurrentlyAvailable != 90 {
+			t.Fatalf("request %d = %+v, %v; want admitted with 90 points left", i+1, a, err)
+		}
+	}
+	a, err := g.Admit(ctx, "user:a", true, 10)
+	if err != nil || a.Refused != RefusedGlobal {
+		t.Fatalf("fourth request = %+v, %v; want RefusedGlobal", a, err)
+	}
+	if a.Throttle.CurrentlyAvailable < 90 || a.Throttle.CurrentlyAvailable > 91 {
+		t.Errorf("a's budget after the global refusal: %d points, want its 90 (the debit refunded)", a.Throttle.CurrentlyAvailable)
+	}
+	if th, err := g.Refund(ctx, "user:b", 10); err != nil || th.CurrentlyAvailable < 100 {
+		t.Errorf("Refund on the cluster = %+v, %v", th, err)
+	}
+}

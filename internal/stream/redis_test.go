@@ -710,3 +710,15 @@ func TestRedisConnectionLost(t *testing.T) {
 		t.Errorf("errors took %v", d)
 	}
 }
+
+// TestRedisClusterConformance runs the suite on a Redis Cluster of three
+// masters: one stream per answer, on the slot of its hash tag, and the
+// blocking reads on the client of that slot's master.
+func TestRedisClusterConformance(t *testing.T) {
+	client := redistest.Cluster(t)
+	streamtest.Run(t, func(t *testing.T) chat.TokenLog {
+		r := NewRedis(client, RedisOptions{Prefix: "askgate:test:" + rand.Text() + ":"})
+		t.Cleanup(func() { r.Close() })
+		return r
+	})
+}
