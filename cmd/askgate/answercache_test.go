@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +78,18 @@ func TestServeAnswerCache(t *testing.T) {
 			}
 			if cached[0] || cached[1] != tc.wantCached || backend.Requests() != tc.wantCalls {
 				t.Errorf("cached %v, %d backend calls; want [false %v] and %d", cached, backend.Requests(), tc.wantCached, tc.wantCalls)
+			}
+			// /metrics counts the lookups when the cache is on.
+			res, err := http.Get(base + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			for _, series := range []string{`askgate_answer_cache_lookups_total{result="hit"} 1`, `askgate_answer_cache_lookups_total{result="miss"} 1`, `askgate_answer_cache_stores_total{result="ok"} 1`} {
+				if got := strings.Contains(string(body), series); got != tc.wantCached {
+					t.Errorf("/metrics has %s: %v, want %v", series, got, tc.wantCached)
+				}
 			}
 		})
 	}

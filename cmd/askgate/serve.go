@@ -173,6 +173,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer answerFallback.Close()
 	}
 	cache := answerCache(cfg, lrdb, log)
+	if cache != nil {
+		metered := answercache.NewMetered(cache)
+		collectors = append(collectors, metered)
+		cache = metered
+	}
 	gen := answers.New(answers.Options{
 		Store:         st,
 		LLM:           backend,
