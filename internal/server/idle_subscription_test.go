@@ -28,8 +28,15 @@ func TestIdleSubscriptionsStopAndResume(t *testing.T) {
 		}
 	}
 
-	// Both wait now; the client stops the first.
+	// Both wait now; the client stops the first. The pong tells that the
+	// server has read the complete: events already on their way when a
+	// client stops a subscription may still arrive (the protocol allows
+	// it), and the push path writes events the moment they come.
 	c.send(map[string]any{"id": "1", "type": "complete"})
+	c.send(map[string]any{"type": "ping"})
+	if msg := c.read(); msg["type"] != "pong" {
+		t.Fatalf("got %v, want pong", msg)
+	}
 	e.Backend.Unhold()
 	var got strings.Builder
 	got.WriteString("a")
