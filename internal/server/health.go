@@ -14,13 +14,11 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// handleReadyz reports whether the server can serve: its store answers.
-// When Redis is configured it reports whether Redis answers too, but a
-// Redis that does not leaves the server ready: every instance shares the
-// same Redis, and taking them all out of the load balancer would turn a
-// degraded service (limits in process, answers not shared between
-// instances) into none. With limits on Redis, it reports them "degraded"
-// while they fall back to in-process limits.
+// handleReadyz reports whether the server can serve, as the contract
+// defines readiness: its store and, when configured, Redis answer. With
+// limits on Redis, it also reports them "degraded" while they fall back to
+// in-process limits, which does not make the server unready by itself:
+// requests keep being served meanwhile.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -38,6 +36,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "readiness check failed",
 				slog.String("check", "redis"), slog.String("error", err.Error()))
 			checks["redis"] = "unavailable"
+			status = http.StatusServiceUnavailable
 		}
 	}
 	if configured, degraded := s.limitsDegraded(); configured {
