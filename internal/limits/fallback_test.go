@@ -361,13 +361,7 @@ func TestFallbackContextCanceled(t *testing.T) {
 // whose counter never had it.
 func TestFallbackSettlesWhereReserved(t *testing.T) {
 	ctx := context.Background()
-	client := redisTestClient(t)
-	opts := RedisOptions{Prefix: redisTestPrefix(t, client)}
-	proxy := redistest.StartProxy(t, redisTestAddr)
-	viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1, ContextTimeoutEnabled: true})
-	defer viaProxy.Close()
-	f := NewFallback(FallbackOptions{ProbeInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	defer f.Close()
+	client, viaProxy, proxy, f, opts := cutOffRedis(t)
 	shared := NewRedisTokenQuota(client, 1000, opts)
 	local := NewLocalTokenQuota(1000, LocalOptions{})
 	tokens := f.TokenQuota(NewRedisTokenQuota(viaProxy, 1000, opts), local)
@@ -438,13 +432,7 @@ func TestTokenQuotaSettlesOnItsDay(t *testing.T) {
 // not to Redis's bucket, which never lost the points.
 func TestFallbackGateRefundsWhereDebited(t *testing.T) {
 	ctx := context.Background()
-	client := redisTestClient(t)
-	opts := RedisOptions{Prefix: redisTestPrefix(t, client)}
-	proxy := redistest.StartProxy(t, redisTestAddr)
-	viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1, ContextTimeoutEnabled: true})
-	defer viaProxy.Close()
-	f := NewFallback(FallbackOptions{ProbeInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	defer f.Close()
+	client, viaProxy, proxy, f, opts := cutOffRedis(t)
 	cfg := GateConfig{Budget: Bucket{Size: 100, RestoreRate: 1}}
 	shared := NewRedisGate(client, cfg, opts)
 	local := NewLocalGate(cfg, LocalOptions{})
@@ -472,4 +460,20 @@ func TestFallbackGateRefundsWhereDebited(t *testing.T) {
 	if a, err := local.Admit(ctx, "u", false, 0); err != nil || a.Throttle.CurrentlyAvailable < 90 || a.Throttle.CurrentlyAvailable > 91 {
 		t.Errorf("in process after the refund = %+v, %v, want 90 left", a.Throttle, err)
 	}
+}
+
+// cutOffRedis returns what a test of Redis coming and going needs: a
+// client of the test Redis, a client of it through a proxy the test can
+// cut, the proxy, a Fallback that probes Redis every millisecond and the
+// options of the test's keys.
+func cutOffRedis(t *testing.T) (client, viaProxy *redis.Client, proxy *redistest.Proxy, f *Fallback, opts RedisOptions) {
+	t.Helper()
+	client = redisTestClient(t)
+	opts = RedisOptions{Prefix: redisTestPrefix(t, client)}
+	proxy = redistest.StartProxy(t, redisTestAddr)
+	viaProxy = redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialTimeout: 100 * time.Millisecond, MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { viaProxy.Close() })
+	f = NewFallback(FallbackOptions{ProbeInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(f.Close)
+	return client, viaProxy, proxy, f, opts
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -546,14 +545,8 @@ func TestRefusedOperationsCountAgainstTheRate(t *testing.T) {
 	if r := e.rawRequest(http.MethodGet, "/graphql?query="+url.QueryEscape(`mutation { deleteConversation(id: "x") }`), "", ""); r.Status != http.StatusMethodNotAllowed {
 		t.Fatalf("a mutation over GET: %d %s, want 405", r.Status, r.Body)
 	}
-	apq := map[string]any{"query": "", "extensions": map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": strings.Repeat("ab", 32)}}}
-	req, _ := http.NewRequest(http.MethodPost, e.URL+"/graphql", jsonBody(apq))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", authz)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if r := e.postExt("", apqExt(sha("no such document")), nil); len(r.Errors) != 1 || r.Errors[0].code() != "PERSISTED_QUERY_NOT_FOUND" {
+		t.Fatalf("an unknown persisted query: %d %s, want PERSISTED_QUERY_NOT_FOUND", r.Status, r.Body)
 	}
-	res.Body.Close()
 	checkRateLimited(t, e.post(authz, query, map[string]any{"n": 1}))
 }
